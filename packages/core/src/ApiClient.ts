@@ -1,0 +1,165 @@
+/**
+ * `ApiClient`: a JSON API client on `@effect/platform`'s `HttpClient`.
+ *
+ * Base URL, default headers, an API key header, JSON in and out (with
+ * `Schema`), 204/empty bodies as no value, a total timeout, streaming POST
+ * (bytes, lines, server-sent events), and every failure a tagged error.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer, Redacted, Schema } from "effect"
+ * import { ApiClient } from "@sluice/core"
+ * import { NodeTransport } from "@sluice/node"
+ *
+ * const Slot = Schema.Struct({ id: Schema.String, at: Schema.String })
+ *
+ * const program = Effect.gen(function* () {
+ *   const api = yield* ApiClient.ApiClient
+ *   const slots = yield* api.get("/slots", { params: { date: "2026-11-22" }, schema: Schema.Array(Slot) })
+ *   yield* api.post("/bookings", { body: { slot: slots[0]!.id } })
+ * })
+ *
+ * const MainLive = ApiClient.layer({ baseUrl: "https://api.example.com", apiKey: Redacted.make("secret") }).pipe(
+ *   Layer.provide(NodeTransport.layer())
+ * )
+ * Effect.runPromise(Effect.provide(program, MainLive))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as Headers from "@effect/platform/Headers"
+import type { HttpMethod } from "@effect/platform/HttpMethod"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import type * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import type {
+  HttpStatusError,
+  RequestEncodeError,
+  RequestTimeoutError,
+  ResponseDecodeError,
+  ServerSideRateLimitError,
+  TransportError
+} from "./ApiError.js"
+import * as internal from "./internal/apiClient.js"
+import type * as Sse from "./Sse.js"
+
+/**
+ * The API client service.
+ */
+export class ApiClient extends Context.Tag("@sluice/core/ApiClient")<ApiClient, ApiClient.Service>() {}
+
+export declare namespace ApiClient {
+  /**
+   * Every error a request can fail with.
+   */
+  export type Error =
+    | HttpStatusError
+    | ServerSideRateLimitError
+    | TransportError
+    | RequestTimeoutError
+    | ResponseDecodeError
+    | RequestEncodeError
+
+  export interface Service {
+    /**
+     * The configured `HttpClient` under the JSON layer (transport, redirects,
+     * `transformClient`): everything in `@effect/platform` works with it.
+     */
+    readonly httpClient: HttpClient.HttpClient
+    /** The base URL without a trailing slash. */
+    readonly baseUrl: string
+    readonly request: <A = unknown, I = unknown>(
+      method: HttpMethod,
+      path: string,
+      options?: RequestOptions<A, I>
+    ) => Effect.Effect<A, Error>
+    readonly get: <A = unknown, I = unknown>(path: string, options?: RequestOptions<A, I>) => Effect.Effect<A, Error>
+    readonly post: <A = unknown, I = unknown>(path: string, options?: RequestOptions<A, I>) => Effect.Effect<A, Error>
+    readonly put: <A = unknown, I = unknown>(path: string, options?: RequestOptions<A, I>) => Effect.Effect<A, Error>
+    readonly patch: <A = unknown, I = unknown>(path: string, options?: RequestOptions<A, I>) => Effect.Effect<A, Error>
+    readonly del: <A = unknown, I = unknown>(path: string, options?: RequestOptions<A, I>) => Effect.Effect<A, Error>
+    /** The response body as bytes; the connection is released when the stream ends, fails or is interrupted. */
+    readonly stream: (method: HttpMethod, path: string, options?: RequestOptions) => Stream.Stream<Uint8Array, Error>
+    readonly postStream: (path: string, options?: RequestOptions) => Stream.Stream<Uint8Array, Error>
+    /** The response body as text lines (`\n`, `\r\n` or `\r`). */
+    readonly postStreamLines: (path: string, options?: RequestOptions) => Stream.Stream<string, Error>
+    /** The response body as server-sent events. */
+    readonly postStreamEvents: (
+      path: string,
+      options?: RequestOptions
+    ) => Stream.Stream<Sse.Event, Error | Sse.SseEventTooLargeError>
+  }
+}
+
+/**
+ * Per-request options. `path` fills `{name}` placeholders of the path (the
+ * template, not the filled path, names the request's span).
+ */
+export interface RequestOptions<A = unknown, I = unknown> {
+  /** A JSON-serialisable body. */
+  readonly body?: unknown
+  readonly params?: Readonly<Record<string, string | number | boolean | ReadonlyArray<string | number> | undefined>>
+  readonly headers?: Headers.Input
+  readonly path?: Readonly<Record<string, string | number>>
+  /** Decode the JSON body with this schema; a mismatch is a `ResponseDecodeError` with `reason: "Schema"`. */
+  readonly schema?: Schema.Schema<A, I, never>
+}
+
+export interface Options {
+  /** `https://api.example.com/v1`; a trailing slash is ignored. */
+  readonly baseUrl: string
+  /** Sent with every request (`Accept: application/json` is the default). */
+  readonly headers?: Headers.Input | undefined
+  /** Sent in `apiKeyHeader`; the header is registered as redacted for logs and spans. */
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  /** Default `X-API-Key`. */
+  readonly apiKeyHeader?: string | undefined
+  /** Bound on one request: connect, send, headers and body. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * Follow redirects (off by default): `true` for up to 10 hops, or a number.
+   * Credentials and the API key never cross to another origin.
+   */
+  readonly followRedirects?: boolean | number | undefined
+  /** The escape hatch: any `HttpClient` combinator, applied under the JSON layer. */
+  readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+}
+
+/**
+ * Builds the client over the `HttpClient` in context.
+ */
+export const make = (options: Options): Effect.Effect<ApiClient.Service, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => internal.make(options, client))
+
+export const layer = (options: Options): Layer.Layer<ApiClient, never, HttpClient.HttpClient> =>
+  Layer.effect(ApiClient, make(options))
+
+/**
+ * Reads the options from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { ApiClient } from "@sluice/core"
+ *
+ * ApiClient.layerConfig({
+ *   baseUrl: Config.string("API_URL"),
+ *   apiKey: Config.option(Config.redacted("API_KEY")).pipe(Config.map(Option.getOrUndefined))
+ * })
+ * ```
+ */
+export const layerConfig = (
+  options: Config.Config.Wrap<Omit<Options, "transformClient">>,
+  transformClient?: Options["transformClient"]
+): Layer.Layer<ApiClient, ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.effect(
+    ApiClient,
+    Effect.flatMap(Config.unwrap(options), (resolved) => make({ ...resolved, transformClient }))
+  )

@@ -1,0 +1,8 @@
+/**
+ * @since 0.1.0
+ */
+export * as ApiClient from "./ApiClient.js"
+export * as ApiError from "./ApiError.js"
+export * as Redirects from "./Redirects.js"
+export * as RetryAfter from "./RetryAfter.js"
+export * as Sse from "./Sse.js"

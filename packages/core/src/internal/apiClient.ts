@@ -1,0 +1,268 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type { HttpMethod } from "@effect/platform/HttpMethod"
+import * as UrlParams from "@effect/platform/UrlParams"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as ApiClient from "../ApiClient.js"
+import {
+  excerpt,
+  HttpStatusError,
+  RequestEncodeError,
+  ResponseDecodeError,
+  ServerSideRateLimitError
+} from "../ApiError.js"
+import * as Redirects from "../Redirects.js"
+import * as RetryAfter from "../RetryAfter.js"
+import * as Sse from "../Sse.js"
+import { fromHttpClientError, totalTimeout } from "./errors.js"
+
+const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
+
+/** `https://x/api/` and `https://x/api` are the same base. */
+export const normaliseBaseUrl = (url: string): string => url.replace(/\/+$/, "")
+
+const TEMPLATE = /\{([^}]+)\}/g
+
+/** `/users/{id}` with `{ id: "a b" }` is `/users/a%20b`. A missing parameter is an encode error. */
+export const expandPath = (path: string, params: ApiClient.RequestOptions["path"]): string => {
+  if (params === undefined || path.indexOf("{") === -1) return path
+  return path.replace(TEMPLATE, (_, name: string) => {
+    const value = params[name]
+    if (value === undefined) throw new Error(`path parameter "${name}" is missing`)
+    return encodeURIComponent(String(value))
+  })
+}
+
+const isAbsolute = (path: string) => path.startsWith("http://") || path.startsWith("https://")
+
+const paramsToUrlParams = (params: NonNullable<ApiClient.RequestOptions["params"]>): UrlParams.UrlParams => {
+  const out: Array<[string, string]> = []
+  for (const key in params) {
+    const value = params[key]
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) out.push([key, String(v)])
+    else out.push([key, String(value)])
+  }
+  return out
+}
+
+type Decoder<A> = (u: unknown) => Effect.Effect<A, ParseResult.ParseError>
+
+export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): ApiClient.ApiClient.Service => {
+  const baseUrl = normaliseBaseUrl(options.baseUrl)
+  const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
+  const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
+
+  let defaults = Headers.fromInput({ accept: "application/json" })
+  if (options.headers) defaults = Headers.merge(defaults, Headers.fromInput(options.headers))
+  if (options.apiKey !== undefined) defaults = Headers.set(defaults, apiKeyHeader, Redacted.value(options.apiKey))
+
+  let client: HttpClient.HttpClient = base
+  if (options.followRedirects !== undefined && options.followRedirects !== false) {
+    client = Redirects.follow({
+      maxRedirects: options.followRedirects === true ? 10 : options.followRedirects,
+      sensitiveHeaders: options.apiKey !== undefined ? [apiKeyHeader] : []
+    })(client)
+  }
+  if (options.transformClient) client = options.transformClient(client)
+
+  // The platform redacts x-api-key in logs and spans already; any other API key header is registered.
+  const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> =
+    options.apiKey !== undefined && !["authorization", "cookie", "set-cookie", "x-api-key"].includes(apiKeyHeader)
+      ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, apiKeyHeader])
+      : (effect) => effect
+
+  const buildRequest = (
+    method: HttpMethod,
+    path: string,
+    opts: ApiClient.RequestOptions<any, any>
+  ): HttpClientRequest.HttpClientRequest | RequestEncodeError => {
+    const expanded = opts.path === undefined ? path : expandPath(path, opts.path)
+    const url = isAbsolute(expanded) ? expanded : expanded.charCodeAt(0) === 47 ? baseUrl + expanded : `${baseUrl}/${expanded}`
+    let headers = defaults
+    if (opts.headers !== undefined) headers = Headers.merge(headers, Headers.fromInput(opts.headers))
+    let body: HttpBody.HttpBody = HttpBody.empty
+    if (opts.body !== undefined) {
+      let text: string | undefined
+      try {
+        text = JSON.stringify(opts.body)
+      } catch (cause) {
+        return new RequestEncodeError({ method, url, description: `body is not JSON-serialisable: ${String(cause)}` })
+      }
+      body = HttpBody.text(text ?? "null", "application/json")
+    }
+    return HttpClientRequest.make(method)(url, {
+      headers,
+      body,
+      ...(opts.params !== undefined ? { urlParams: paramsToUrlParams(opts.params) } : {})
+    })
+  }
+
+  const tryBuild = (method: HttpMethod, path: string, opts: ApiClient.RequestOptions<any, any>) => {
+    try {
+      return buildRequest(method, path, opts)
+    } catch (cause) {
+      return new RequestEncodeError({ method, url: path, description: (cause as Error).message })
+    }
+  }
+
+  const readBody = (
+    response: HttpClientResponse.HttpClientResponse,
+    method: string,
+    url: string
+  ) =>
+    Effect.mapError(
+      response.text,
+      (error: HttpClientError.ResponseError) => fromHttpClientError(error, method, url)
+    )
+
+  const failStatus = (
+    response: HttpClientResponse.HttpClientResponse,
+    method: string,
+    url: string
+  ): Effect.Effect<never, ApiClient.ApiClient.Error> =>
+    Effect.flatMap(readBody(response, method, url), (text): Effect.Effect<never, ApiClient.ApiClient.Error> => {
+      if (response.status === 429) {
+        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.fail(
+            new ServerSideRateLimitError({
+              method,
+              url,
+              retryAfter: RetryAfter.parse(response.headers["retry-after"], now),
+              body: excerpt(text)
+            })
+          ))
+      }
+      return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: excerpt(text) }))
+    })
+
+  const decodeBody = <A>(
+    response: HttpClientResponse.HttpClientResponse,
+    method: string,
+    url: string,
+    decode: Decoder<A> | undefined
+  ): Effect.Effect<A, ApiClient.ApiClient.Error> => {
+    const status = response.status
+    const parse = (text: string): Effect.Effect<A, ResponseDecodeError> => {
+      let json: unknown = undefined
+      if (text !== "") {
+        try {
+          json = JSON.parse(text)
+        } catch (cause) {
+          return Effect.fail(
+            new ResponseDecodeError({
+              method,
+              url,
+              status,
+              reason: "Json",
+              issue: cause instanceof Error ? cause.message : String(cause),
+              body: excerpt(text)
+            })
+          )
+        }
+      }
+      if (decode === undefined) return Effect.succeed(json as A)
+      return Effect.mapError(decode(json), (error) =>
+        new ResponseDecodeError({
+          method,
+          url,
+          status,
+          reason: "Schema",
+          issue: ParseResult.TreeFormatter.formatErrorSync(error),
+          body: excerpt(text)
+        }))
+    }
+    if (status === 204 || status === 205 || method === "HEAD") {
+      // No body by definition: drop whatever the connection holds and decode "no value".
+      return Effect.zipRight(Effect.ignore(response.arrayBuffer), parse(""))
+    }
+    return Effect.flatMap(readBody(response, method, url), parse)
+  }
+
+  const send = (request: HttpClientRequest.HttpClientRequest) =>
+    Effect.mapError(
+      client.execute(request),
+      (error) => fromHttpClientError(error, request.method, request.url)
+    )
+
+  const request = <A = unknown, I = unknown>(
+    method: HttpMethod,
+    path: string,
+    opts?: ApiClient.RequestOptions<A, I>
+  ): Effect.Effect<A, ApiClient.ApiClient.Error> => {
+    const o: ApiClient.RequestOptions<A, I> = opts ?? EMPTY_OPTIONS
+    const built = tryBuild(method, path, o)
+    if (built instanceof RequestEncodeError) return Effect.fail(built)
+    const req = built
+    const url = req.url
+    const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
+    return send(req).pipe(
+      Effect.flatMap((response): Effect.Effect<A, ApiClient.ApiClient.Error> =>
+        response.status >= 200 && response.status < 300
+          ? decodeBody(response, method, url, decode)
+          : failStatus(response, method, url)
+      ),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) }),
+      registerRedacted,
+      Effect.withSpan(`sluice ${method} ${path}`, {
+        kind: "client",
+        captureStackTrace: false,
+        attributes: { "http.request.method": method, "url.template": path }
+      })
+    )
+  }
+
+  const stream = (
+    method: HttpMethod,
+    path: string,
+    opts?: ApiClient.RequestOptions
+  ): Stream.Stream<Uint8Array, ApiClient.ApiClient.Error> => {
+    const o = opts ?? EMPTY_OPTIONS
+    return Stream.unwrapScoped(Effect.suspend(() => {
+      const built = tryBuild(method, path, o)
+      if (built instanceof RequestEncodeError) return Effect.fail(built)
+      const req = HttpClientRequest.setHeader(built, "accept", "*/*")
+      const url = req.url
+      return send(req).pipe(
+        Effect.flatMap((response) =>
+          response.status >= 200 && response.status < 300
+            ? Effect.succeed(
+              Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url))
+            )
+            : failStatus(response, method, url)
+        ),
+        // For a stream the timeout bounds the wait for the response headers; the body may run long.
+        Effect.timeoutFail({ duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) }),
+        registerRedacted
+      )
+    }))
+  }
+
+  const withMethod = (method: HttpMethod) =>
+  <A = unknown, I = unknown>(path: string, opts?: ApiClient.RequestOptions<A, I>) => request(method, path, opts)
+
+  return {
+    httpClient: client,
+    baseUrl,
+    request,
+    get: withMethod("GET"),
+    post: withMethod("POST"),
+    put: withMethod("PUT"),
+    patch: withMethod("PATCH"),
+    del: withMethod("DELETE"),
+    stream,
+    postStream: (path, opts) => stream("POST", path, opts),
+    postStreamLines: (path, opts) => stream("POST", path, opts).pipe(Stream.decodeText(), Sse.splitLines),
+    postStreamEvents: (path, opts) => Sse.decode(stream("POST", path, opts))
+  }
+}

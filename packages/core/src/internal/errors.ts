@@ -1,0 +1,78 @@
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as Duration from "effect/Duration"
+import { RequestEncodeError, RequestTimeoutError, TransportError } from "../ApiError.js"
+
+/** Error codes that prove the request never reached the server. */
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_HAS_EXPIRED",
+  "SELF_SIGNED_CERT_IN_CHAIN"
+])
+
+interface CauseInfo {
+  readonly code: string | undefined
+  readonly message: string
+}
+
+/**
+ * Walks a transport's error and its `cause` chain for the first Node-style
+ * `code`: undici, fetch and node:http all put it somewhere on that chain.
+ */
+export const causeInfo = (cause: unknown): CauseInfo => {
+  let current: unknown = cause
+  let message: string | undefined
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const c = current as { code?: unknown; message?: unknown; cause?: unknown }
+    if (message === undefined && typeof c.message === "string" && c.message !== "") message = c.message
+    if (typeof c.code === "string") {
+      return { code: c.code, message: typeof c.message === "string" && c.message !== "" ? c.message : message ?? c.code }
+    }
+    current = c.cause
+  }
+  return { code: undefined, message: message ?? String(cause) }
+}
+
+/** Maps a platform `HttpClientError` to Sluice's transport-level errors. */
+export const fromHttpClientError = (
+  error: HttpClientError.HttpClientError,
+  method: string,
+  url: string
+): TransportError | RequestTimeoutError | RequestEncodeError => {
+  if (error._tag === "RequestError") {
+    if (error.reason === "Encode" || error.reason === "InvalidUrl") {
+      return new RequestEncodeError({ method, url, description: error.description ?? causeInfo(error.cause).message })
+    }
+    const info = causeInfo(error.cause)
+    if (info.code === "UND_ERR_CONNECT_TIMEOUT") {
+      return new RequestTimeoutError({ method, url, phase: "connect" })
+    }
+    return new TransportError({
+      method,
+      url,
+      phase: info.code !== undefined && CONNECT_CODES.has(info.code) ? "connect" : "request",
+      ...(info.code !== undefined ? { code: info.code } : {}),
+      description: info.message
+    })
+  }
+  // A ResponseError out of the transport means the body broke off after the headers.
+  const info = causeInfo(error.cause)
+  return new TransportError({
+    method,
+    url,
+    phase: "response",
+    ...(info.code !== undefined ? { code: info.code } : {}),
+    description: info.message
+  })
+}
+
+export const totalTimeout = (method: string, url: string, timeout: Duration.Duration) =>
+  new RequestTimeoutError({ method, url, phase: "total", timeout })

@@ -1,0 +1,355 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import { TestServer } from "@sluice/testing"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import { ApiError } from "../src/index.js"
+import { recordingTracer, setup } from "./helpers.js"
+
+const SECRET = "sk-live-0123456789abcdef"
+
+/** Polls a condition on the real clock, bounded: for effects of the peer's socket handling. */
+const eventually = <A>(check: Effect.Effect<A, unknown>) =>
+  check.pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(150)))))
+
+const failure = <A, E>(exit: Exit.Exit<A, E>): E => {
+  assert(Exit.isFailure(exit), "expected a failure")
+  const e = Cause.failureOption(exit.cause)
+  assert(Option.isSome(e), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+  return e.value
+}
+
+describe("ApiClient", () => {
+  it.scoped("GET joins a base URL (trailing slash normalised) and a path template, sends default headers and params", () =>
+    Effect.gen(function*() {
+      const srv = yield* TestServer.make({ routes: [{ path: "/v1/users/*", then: { echo: true } }] })
+      const { api } = yield* setup({ routes: [] }, { baseUrl: `${srv.url}/v1/`, headers: { "x-tenant": "acme" } })
+      expect(api.baseUrl).toBe(`${srv.url}/v1`)
+      const echo = (yield* api.get("/users/{id}", {
+        path: { id: "a b/c" },
+        params: { q: "x y", tags: ["1", "2"], skip: undefined }
+      })) as { path: string; query: string; headers: Record<string, string>; method: string }
+      expect(echo.method).toBe("GET")
+      expect(echo.path).toBe("/v1/users/a%20b%2Fc")
+      expect(echo.query).toBe("?q=x+y&tags=1&tags=2")
+      expect(echo.headers["accept"]).toBe("application/json")
+      expect(echo.headers["x-tenant"]).toBe("acme")
+      expect(echo.headers["content-type"]).toBeUndefined()
+    }))
+
+  it.scoped("POST sends JSON with a content type; the API key goes in its header", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setup(
+        { routes: [{ path: "/items", then: { echo: true } }] },
+        { apiKey: Redacted.make(SECRET) }
+      )
+      const echo = (yield* api.post("/items", { body: { name: "x", n: 1 } })) as {
+        body: string
+        headers: Record<string, string>
+      }
+      expect(JSON.parse(echo.body)).toEqual({ name: "x", n: 1 })
+      expect(echo.headers["content-type"]).toBe("application/json")
+      // the server masks secrets in its log and echo; check the raw header arrived
+      expect(echo.headers["x-api-key"]).toBe("***")
+      const log = yield* server.log
+      expect(log[0]!.headers["x-api-key"]).toBe("***")
+    }))
+
+  it.scoped("204 and an empty 200 body give undefined, never a JSON error", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({
+        routes: [
+          { path: "/no-content", then: { status: 204 } },
+          { path: "/empty", then: { status: 200, body: "" } }
+        ]
+      })
+      expect(yield* api.del("/no-content")).toBeUndefined()
+      expect(yield* api.get("/empty")).toBeUndefined()
+      expect(yield* api.del("/no-content", { schema: Schema.Void })).toBeUndefined()
+    }))
+
+  it.scoped("schema variants decode, and a mismatch names the path and the issue", () =>
+    Effect.gen(function*() {
+      const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
+      const { api } = yield* setup({
+        routes: [
+          { path: "/good", then: { json: { id: 1, name: "ada" } } },
+          { path: "/bad", then: { json: { id: "1", name: "ada" } } }
+        ]
+      })
+      const user = yield* api.get("/good", { schema: User })
+      expect(user).toEqual({ id: 1, name: "ada" })
+      const error = yield* Effect.flip(api.get("/bad", { schema: User }))
+      assert(error._tag === "ResponseDecodeError")
+      expect(error.reason).toBe("Schema")
+      expect(error.url).toContain("/bad")
+      expect(error.issue).toContain("id")
+      expect(error.message).toContain("/bad")
+    }))
+
+  it.scoped("malformed JSON is a ResponseDecodeError with reason Json", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/broken", then: TestServer.fault("malformed-json") }] })
+      const error = yield* Effect.flip(api.get("/broken"))
+      assert(error._tag === "ResponseDecodeError")
+      expect(error.reason).toBe("Json")
+      expect(error.status).toBe(200)
+    }))
+
+  it.scoped("4xx and 5xx become HttpStatusError with status, method, URL and a bounded excerpt", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({
+        routes: [
+          { path: "/missing", then: { status: 404, json: { error: "not found" } } },
+          { path: "/huge", then: { status: 500, body: "e".repeat(10_000) } }
+        ]
+      }, { apiKey: Redacted.make(SECRET) })
+      const notFound = yield* Effect.flip(api.get("/missing"))
+      assert(notFound._tag === "HttpStatusError")
+      expect(notFound.status).toBe(404)
+      expect(notFound.method).toBe("GET")
+      expect(notFound.url).toMatch(/\/missing$/)
+      expect(notFound.body).toContain("not found")
+      const huge = yield* Effect.flip(api.post("/huge", { body: {} }))
+      assert(huge._tag === "HttpStatusError")
+      expect(huge.status).toBe(500)
+      expect(huge.body.length).toBeLessThan(ApiError.BODY_EXCERPT_LIMIT + 40)
+      // no secret in any rendering of the errors
+      for (const e of [notFound, huge]) {
+        expect(e.message).not.toContain(SECRET)
+        expect(JSON.stringify(e)).not.toContain(SECRET)
+        expect(String(e)).not.toContain(SECRET)
+      }
+    }))
+
+  it.scoped("429 becomes ServerSideRateLimitError with the parsed Retry-After", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/limited", then: TestServer.tooManyRequests({ retryAfter: 7 }) }] })
+      const error = yield* Effect.flip(api.post("/limited"))
+      assert(error._tag === "ServerSideRateLimitError")
+      expect(error.retryAfter).toEqual(Option.some(Duration.seconds(7)))
+      expect(error.method).toBe("POST")
+    }))
+
+  it.scoped("a reset before the headers is a TransportError; a truncated body is a response-phase TransportError", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({
+        routes: [
+          { path: "/reset", then: TestServer.fault("reset-before-headers") },
+          { path: "/truncated", then: TestServer.fault("truncated-body") },
+          { path: "/reset-mid", then: TestServer.fault("reset-after-headers") }
+        ]
+      })
+      const reset = yield* Effect.flip(api.get("/reset"))
+      assert(reset._tag === "TransportError")
+      expect(reset.phase).toBe("request")
+      const truncated = yield* Effect.flip(api.get("/truncated"))
+      assert(truncated._tag === "TransportError")
+      expect(truncated.phase).toBe("response")
+      const mid = yield* Effect.flip(api.get("/reset-mid"))
+      assert(mid._tag === "TransportError")
+      expect(mid.phase).toBe("response")
+    }))
+
+  it.scoped("a refused connection is a connect-phase TransportError", () =>
+    Effect.gen(function*() {
+      const port = yield* TestServer.closedPort
+      const { api } = yield* setup({ routes: [] }, { baseUrl: `http://127.0.0.1:${port}` })
+      const error = yield* Effect.flip(api.get("/x"))
+      assert(error._tag === "TransportError")
+      expect(error.phase).toBe("connect")
+      expect(error.code).toBe("ECONNREFUSED")
+    }))
+
+  it.scoped("a connect that never completes is a RequestTimeoutError in the connect phase", () =>
+    Effect.gen(function*() {
+      const hole = yield* TestServer.blackhole
+      const { api } = yield* setup({ routes: [] }, { baseUrl: hole.url }, { connectTimeout: "150 millis" })
+      const error = yield* Effect.flip(api.get("/x"))
+      assert(error._tag === "RequestTimeoutError")
+      expect(error.phase).toBe("connect")
+    }))
+
+  it.scoped("the total timeout fires on the Effect clock (TestClock) and aborts the request", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setup(
+        { routes: [{ path: "/slow", then: { delay: "1 minute", json: { late: true } } }] },
+        { timeout: "10 seconds" }
+      )
+      const fiber = yield* Effect.fork(api.get("/slow"))
+      yield* server.awaitRequests(1)
+      yield* TestClock.adjust("9 seconds")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 second")
+      const error = failure(yield* Fiber.await(fiber))
+      assert(error._tag === "RequestTimeoutError")
+      expect(error.phase).toBe("total")
+      expect(error.timeout).toEqual(Duration.seconds(10))
+    }))
+
+  it.scoped("bad input is a typed RequestEncodeError, not a defect", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [] })
+      const circular: Record<string, unknown> = {}
+      circular["self"] = circular
+      const e1 = yield* Effect.flip(api.post("/x", { body: circular }))
+      expect(e1._tag).toBe("RequestEncodeError")
+      const e2 = yield* Effect.flip(api.get("/users/{id}", { path: {} }))
+      assert(e2._tag === "RequestEncodeError")
+      expect(e2.message).toContain("id")
+      const e3 = yield* Effect.flip(api.post("/x", { body: { n: 1n } }))
+      expect(e3._tag).toBe("RequestEncodeError")
+    }))
+
+  it.scoped("one span per request with method, URL template and status; no secret in any attribute", () =>
+    Effect.gen(function*() {
+      const { tracer, spans } = yield* recordingTracer
+      const { api } = yield* setup(
+        { routes: [{ path: "/users/*", then: { json: { ok: true } } }] },
+        { apiKey: Redacted.make(SECRET), apiKeyHeader: "X-Custom-Key" }
+      )
+      yield* api.get("/users/{id}", { path: { id: "42" } }).pipe(Effect.withTracer(tracer))
+      yield* Effect.flip(api.get("/nope").pipe(Effect.withTracer(tracer)))
+      const ours = spans.filter((s) => s.name.startsWith("sluice "))
+      expect(ours.map((s) => s.name)).toEqual(["sluice GET /users/{id}", "sluice GET /nope"])
+      expect(ours[0]!.attributes.get("url.template")).toBe("/users/{id}")
+      expect(ours[0]!.attributes.get("http.request.method")).toBe("GET")
+      const all = JSON.stringify(spans.map((s) => [s.name, [...s.attributes.entries()]]))
+      expect(all).toContain("http.response.status_code")
+      expect(all).not.toContain(SECRET)
+    }))
+})
+
+describe("ApiClient streaming", () => {
+  it.scoped("server-sent events: multi-line data, event and id fields, comments, frames split across chunks", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({
+        routes: [{
+          path: "/sse",
+          then: {
+            headers: { "content-type": "text/event-stream" },
+            chunks: ["data: hel", "lo\n\nevent: ping\ndata: a\ndata: b\nid: 7\n\n: a comment\n\n", "data: last\r", "\n\r\n"],
+            chunkDelay: 0
+          }
+        }]
+      })
+      const events = yield* api.postStreamEvents("/sse", { body: { prompt: "x" } }).pipe(Stream.runCollect)
+      expect(Chunk.toArray(events)).toEqual([
+        { event: "message", data: "hello", id: undefined, retry: undefined },
+        { event: "ping", data: "a\nb", id: "7", retry: undefined },
+        { event: "message", data: "last", id: "7", retry: undefined }
+      ])
+    }))
+
+  it.scoped("lines and bytes", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({
+        routes: [{ path: "/lines", then: { chunks: ["one\ntw", "o\r\nthree"], chunkDelay: 0 } }]
+      })
+      const lines = yield* api.postStreamLines("/lines").pipe(Stream.runCollect)
+      expect(Chunk.toArray(lines)).toEqual(["one", "two", "three"])
+      const bytes = yield* api.postStream("/lines").pipe(Stream.runCollect)
+      expect(new TextDecoder().decode(Buffer.concat(Chunk.toArray(bytes)))).toBe("one\ntwo\r\nthree")
+    }))
+
+  it.scoped("a stream's error status is a typed error", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/sse", then: TestServer.tooManyRequests({ retryAfter: 3 }) }] })
+      const error = yield* Effect.flip(api.postStreamEvents("/sse").pipe(Stream.runDrain))
+      expect(error._tag).toBe("ServerSideRateLimitError")
+    }))
+
+  it.live("interrupting a stream releases its connection", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { api, server } = yield* setup({
+        routes: [{ path: "/endless", then: TestServer.fault("endless-body", { chunkDelay: "5 millis" }) }]
+      }).pipe(Scope.extend(scope))
+      const lines = yield* api.postStreamLines("/endless").pipe(Stream.take(3), Stream.runCollect)
+      expect(lines.length).toBe(3)
+      // the endless body is abandoned: the client aborts and the server sees its socket close
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.connectionsOpen === 0)))
+      yield* Scope.close(scope, Exit.void)
+    }))
+})
+
+describe("redirects", () => {
+  it.scoped("not followed by default", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/moved", then: { status: 302, redirect: "/elsewhere" } }] })
+      const error = yield* Effect.flip(api.get("/moved"))
+      assert(error._tag === "HttpStatusError")
+      expect(error.status).toBe(302)
+    }))
+
+  it.scoped("a cross-origin hop drops Authorization, Cookie and the API key; same origin keeps them", () =>
+    Effect.gen(function*() {
+      const other = yield* TestServer.make({ routes: [{ path: "/landing", then: { echo: true } }] })
+      const { api, server } = yield* setup(
+        {
+          routes: [
+            { path: "/away", then: { status: 307, redirect: `${other.url}/landing` } },
+            { path: "/here", then: { status: 308, redirect: "/home" } },
+            { path: "/home", then: { echo: true } }
+          ]
+        },
+        { apiKey: Redacted.make(SECRET), apiKeyHeader: "X-Custom-Key", followRedirects: 5 }
+      )
+      const headers = { authorization: `Bearer ${SECRET}`, cookie: "session=1", "x-other": "kept" }
+      yield* api.post("/away", { body: { a: 1 }, headers })
+      const landed = (yield* other.log)[0]!
+      expect(landed.method).toBe("POST")
+      expect(landed.body).toBe("{\"a\":1}")
+      expect(landed.headers["authorization"]).toBeUndefined()
+      expect(landed.headers["cookie"]).toBeUndefined()
+      expect(landed.headers["x-custom-key"]).toBeUndefined()
+      expect(landed.headers["x-other"]).toBe("kept")
+      yield* api.get("/here", { headers })
+      const home = (yield* server.log).find((r) => r.path === "/home")!
+      expect(home.headers["authorization"]).toBe("Bearer ***")
+      expect(home.headers["x-custom-key"]).toBeDefined()
+    }))
+
+  it.scoped("303, and 301/302 after POST, become GET without a body", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setup(
+        {
+          routes: [
+            { path: "/see-other", then: { status: 303, redirect: "/result" } },
+            { path: "/found", then: { status: 302, redirect: "/result" } },
+            { path: "/result", then: { echo: true } }
+          ]
+        },
+        { followRedirects: true }
+      )
+      yield* api.post("/see-other", { body: { a: 1 } })
+      yield* api.post("/found", { body: { a: 1 } })
+      const results = (yield* server.log).filter((r) => r.path === "/result")
+      expect(results.map((r) => [r.method, r.body, r.headers["content-type"]])).toEqual([
+        ["GET", "", undefined],
+        ["GET", "", undefined]
+      ])
+    }))
+
+  it.scoped("stops after maxRedirects and returns the last 3xx as an error", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setup(
+        { routes: [{ path: "/loop", then: { status: 302, redirect: "/loop" } }] },
+        { followRedirects: 3 }
+      )
+      const error = yield* Effect.flip(api.get("/loop"))
+      assert(error._tag === "HttpStatusError")
+      expect(error.status).toBe(302)
+      expect((yield* server.stats).requests["/loop"]).toBe(4)
+    }))
+})

@@ -1,0 +1,38 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import { NodeTransport } from "@sluice/node"
+import { TestServer } from "@sluice/testing"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
+import { ApiClient } from "../src/index.js"
+
+/** A TestServer plus an ApiClient pointed at it over the Node transport, for one scope. */
+export const setup = (
+  server: TestServer.Options,
+  client?: Partial<ApiClient.Options>,
+  transport?: NodeTransport.Options
+): Effect.Effect<
+  { readonly server: TestServer.TestServer; readonly api: ApiClient.ApiClient.Service },
+  TestServer.TestServerConfigError,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const srv = yield* TestServer.make(server)
+    const http = yield* NodeTransport.make(transport)
+    const api = yield* Effect.provideService(ApiClient.make({ baseUrl: srv.url, ...client }), HttpClient.HttpClient, http)
+    return { server: srv, api }
+  })
+
+/** A tracer that keeps every span it starts, to assert on names and attributes. */
+export const recordingTracer = Effect.map(Effect.tracer, (native) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (...args) => {
+      const span = native.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: native.context
+  })
+  return { tracer, spans }
+})

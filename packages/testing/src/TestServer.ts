@@ -1,0 +1,229 @@
+/**
+ * `TestServer`: a real HTTP server on loopback that misbehaves the way real
+ * APIs do, for testing API clients.
+ *
+ * Each route serves a script of replies in order, then a default: any status,
+ * headers and JSON, a delay before headers, a slow chunked body, a `429` with
+ * `Retry-After` in seconds or in any HTTP-date form, redirects, and faults at
+ * the socket level (a reset before or after the headers, a truncated body,
+ * malformed JSON, an endless body, a request that never gets an answer).
+ * A route can hide a capacity (token bucket or fixed window) and answer 429
+ * when it is exceeded; the capacity can be changed while running. An OAuth2
+ * client-credentials token endpoint issues tokens that routes can require.
+ *
+ * The server reads time from the Effect `Clock` it was built with, so under
+ * `TestClock` its delays, token lifetimes and quotas follow the test clock.
+ *
+ * @example
+ * ```ts
+ * import { it, expect } from "@effect/vitest"
+ * import { Effect } from "effect"
+ * import { TestServer } from "@sluice/testing"
+ *
+ * it.scoped("retries after a 429", () =>
+ *   Effect.gen(function* () {
+ *     const server = yield* TestServer.make({
+ *       routes: [{ path: "/v1/items", script: [TestServer.tooManyRequests({ retryAfter: 1 })], then: { json: [] } }]
+ *     })
+ *     // point your client at server.url, then:
+ *     expect((yield* server.stats).requests["/v1/items"]).toBe(2)
+ *   }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/server.js"
+
+/** What a route answers to one request. */
+export interface Reply {
+  /** Default 200 (302 with `redirect`, 429 with `retryAfter`). */
+  readonly status?: number | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** A JSON body. */
+  readonly json?: unknown
+  /** A raw body (ignored when `json` is set). */
+  readonly body?: string | undefined
+  /** Send the body in these pieces (chunked), `chunkDelay` apart. */
+  readonly chunks?: ReadonlyArray<string> | undefined
+  readonly chunkDelay?: Duration.DurationInput | undefined
+  /** Wait this long before sending the headers. */
+  readonly delay?: Duration.DurationInput | undefined
+  /** Sets `Retry-After`: seconds, or a time (epoch ms) written as an HTTP-date in the given form. */
+  readonly retryAfter?: number | RetryAfterDate | undefined
+  /** Answer a redirect to this URL. */
+  readonly redirect?: string | undefined
+  /** Answer with the request echoed as JSON: method, path, query, headers (secrets masked), body. */
+  readonly echo?: boolean | undefined
+  /** A fault instead of (or in the middle of) a normal answer. */
+  readonly fault?: Fault | undefined
+}
+
+export interface RetryAfterDate {
+  readonly at: number
+  readonly format?: "imf-fixdate" | "rfc850" | "asctime" | undefined
+}
+
+export const Fault = Schema.Literal(
+  /** The connection is reset (TCP RST) before any byte of the response. */
+  "reset-before-headers",
+  /** Headers and part of the body are sent, then the connection is reset. */
+  "reset-after-headers",
+  /** `Content-Length` promises more than is sent; the connection is then closed (FIN). */
+  "truncated-body",
+  /** 200, `application/json`, and a body that is not JSON. */
+  "malformed-json",
+  /** A chunked body that never ends (one chunk per `chunkDelay`, default 100 ms). */
+  "endless-body",
+  /** The request is read and never answered. */
+  "hang"
+)
+export type Fault = typeof Fault.Type
+
+/** A quota the server enforces without telling the client what it is. */
+export interface Capacity {
+  /** `token-bucket` (default) refills continuously; `fixed-window` resets every `window`. */
+  readonly algorithm?: "token-bucket" | "fixed-window" | undefined
+  /** Requests per second. */
+  readonly rate: number
+  /** Bucket size (default: one second's worth, at least 1) or, for a window, its size in requests. */
+  readonly burst?: number | undefined
+  /** The fixed window's length. Default 1 second. */
+  readonly window?: Duration.DurationInput | undefined
+  /** Send `RateLimit-*` (`ietf`) or `X-RateLimit-*` (`x`) headers with every answer. */
+  readonly headers?: "ietf" | "x" | undefined
+}
+
+/** Latency that grows with the requests in flight: `base + perInFlight × inFlight`. */
+export interface Latency {
+  readonly base?: Duration.DurationInput | undefined
+  readonly perInFlight?: Duration.DurationInput | undefined
+}
+
+export interface Route {
+  /** `GET`, `POST`, … or `*` (the default). */
+  readonly method?: string | undefined
+  /** An exact path, or a prefix ending in `*`. */
+  readonly path: string
+  /** Replies served one per request, in order. */
+  readonly script?: ReadonlyArray<Reply> | undefined
+  /** The reply once the script is used up. Default `{ echo: true }`. */
+  readonly then?: Reply | undefined
+  readonly capacity?: Capacity | undefined
+  readonly latency?: Latency | undefined
+  /** Require `Authorization: Bearer <token>` with a live token from the OAuth endpoint (401 otherwise). */
+  readonly requireAuth?: boolean | undefined
+}
+
+export interface OAuth {
+  /** Default `/oauth/token`. */
+  readonly path?: string | undefined
+  readonly clientId: string
+  readonly clientSecret: string
+  /** Lifetime of issued tokens. Default 1 hour. */
+  readonly tokenLifetime?: Duration.DurationInput | undefined
+  /** Leave `expires_in` out of token responses. */
+  readonly omitExpiresIn?: boolean | undefined
+  /** Replies the token endpoint serves before it issues tokens (failures to inject). */
+  readonly script?: ReadonlyArray<Reply> | undefined
+}
+
+export interface Options {
+  /** Default 0: a free port. */
+  readonly port?: number | undefined
+  /** Default `127.0.0.1`. */
+  readonly host?: string | undefined
+  readonly routes?: ReadonlyArray<Route> | undefined
+  readonly oauth?: OAuth | undefined
+  /** More header names to mask in the request log. */
+  readonly secretHeaders?: ReadonlyArray<string> | undefined
+}
+
+/** One request as the server saw it. Secrets in headers and token-request bodies are masked. */
+export interface LoggedRequest {
+  readonly id: number
+  readonly method: string
+  readonly path: string
+  readonly query: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+  readonly at: number
+  readonly connectionId: number
+  readonly status: number | undefined
+}
+
+export interface Stats {
+  readonly requests: Readonly<Record<string, number>>
+  readonly total: number
+  readonly tooManyRequests: number
+  readonly tokenRequests: number
+  readonly tokensIssued: number
+  readonly connectionsOpened: number
+  readonly connectionsOpen: number
+}
+
+export interface TestServer {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string
+  readonly port: number
+  readonly log: Effect.Effect<ReadonlyArray<LoggedRequest>>
+  readonly stats: Effect.Effect<Stats>
+  /** Completes once `n` requests (in total) have arrived. Needs no clock. */
+  readonly awaitRequests: (n: number) => Effect.Effect<void>
+  /** Replace a capacity route's quota while running (step down, step up). */
+  readonly setCapacity: (path: string, capacity: Capacity) => Effect.Effect<void, TestServerConfigError>
+  /** Append replies to a route's script (the OAuth endpoint included, by its path). */
+  readonly enqueue: (path: string, replies: ReadonlyArray<Reply>) => Effect.Effect<void, TestServerConfigError>
+  /** Every token issued so far stops being accepted. */
+  readonly revokeTokens: Effect.Effect<void>
+  /** Clears the log and the counters. */
+  readonly resetStats: Effect.Effect<void>
+}
+
+/** The configuration cannot be served: the message says which part and why. */
+export class TestServerConfigError extends Schema.TaggedError<TestServerConfigError>(
+  "@sluice/testing/TestServerConfigError"
+)("TestServerConfigError", { message: Schema.String }) {}
+
+export class TestServerTag extends Context.Tag("@sluice/testing/TestServer")<TestServerTag, TestServer>() {}
+
+/** Starts a server for the life of the scope; every socket is closed with it. */
+export const make: (options?: Options) => Effect.Effect<TestServer, TestServerConfigError, Scope.Scope> =
+  internal.make
+
+export const layer = (options?: Options): Layer.Layer<TestServerTag, TestServerConfigError> =>
+  Layer.scoped(TestServerTag, make(options))
+
+/** A 429 reply with `Retry-After`. */
+export const tooManyRequests = (options?: {
+  readonly retryAfter?: number | RetryAfterDate | undefined
+  readonly json?: unknown
+}): Reply => ({
+  status: 429,
+  retryAfter: options?.retryAfter,
+  json: options?.json ?? { error: "rate_limited" }
+})
+
+/** A reply of this status with a small JSON error body. */
+export const status = (code: number, json?: unknown): Reply => ({ status: code, json: json ?? { status: code } })
+
+export const fault = (kind: Fault, options?: { readonly chunkDelay?: Duration.DurationInput }): Reply => ({
+  fault: kind,
+  chunkDelay: options?.chunkDelay
+})
+
+/**
+ * A listener that accepts TCP connections and never sends a byte: over TLS
+ * (`https://`) a client's connect never completes (its connect timeout
+ * fires); over plain HTTP the request is never answered.
+ */
+export const blackhole: Effect.Effect<{ readonly port: number; readonly url: string }, never, Scope.Scope> =
+  internal.blackhole
+
+/** A loopback port with nothing listening: connecting to it is refused at once. */
+export const closedPort: Effect.Effect<number> = internal.closedPort
