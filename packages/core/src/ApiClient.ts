@@ -36,6 +36,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
@@ -47,7 +48,13 @@ import type {
   ServerSideRateLimitError,
   TransportError
 } from "./ApiError.js"
+import type { AuthenticationError } from "./AuthProvider.js"
+import { AuthProvider } from "./AuthProvider.js"
 import * as internal from "./internal/apiClient.js"
+import type { TokenAcquisitionTimeoutError } from "./RateLimiter.js"
+import { RateLimiter } from "./RateLimiter.js"
+import type { RateLimiterStoreError } from "./RateLimiterStore.js"
+import { RetryPolicy } from "./Retry.js"
 import type * as Sse from "./Sse.js"
 
 /**
@@ -66,6 +73,9 @@ export declare namespace ApiClient {
     | RequestTimeoutError
     | ResponseDecodeError
     | RequestEncodeError
+    | AuthenticationError
+    | TokenAcquisitionTimeoutError
+    | RateLimiterStoreError
 
   export interface Service {
     /**
@@ -133,10 +143,23 @@ export interface Options {
 }
 
 /**
- * Builds the client over the `HttpClient` in context.
+ * Builds the client over the `HttpClient` in context. The `AuthProvider`,
+ * `RateLimiter` and `RetryPolicy` found in context, if any, are applied to
+ * every request: retry outermost, then the limiter, then auth, then the
+ * transport. Provide their layers to the client's layer to turn them on.
  */
 export const make = (options: Options): Effect.Effect<ApiClient.Service, never, HttpClient.HttpClient> =>
-  Effect.map(HttpClient.HttpClient, (client) => internal.make(options, client))
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const auth = yield* Effect.serviceOption(AuthProvider)
+    const limiter = yield* Effect.serviceOption(RateLimiter)
+    const retry = yield* Effect.serviceOption(RetryPolicy)
+    return internal.make(options, client, {
+      auth: Option.getOrUndefined(auth),
+      limiter: Option.getOrUndefined(limiter),
+      retry: Option.getOrUndefined(retry)
+    })
+  })
 
 export const layer = (options: Options): Layer.Layer<ApiClient, never, HttpClient.HttpClient> =>
   Layer.effect(ApiClient, make(options))

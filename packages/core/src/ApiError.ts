@@ -40,7 +40,9 @@ export class HttpStatusError extends Schema.TaggedError<HttpStatusError>("@sluic
     status: Schema.Number,
     method: Schema.String,
     url: Schema.String,
-    body: Schema.String
+    body: Schema.String,
+    /** `Retry-After` on a 503 (or any status that sent one). */
+    retryAfter: Schema.optionalWith(Schema.OptionFromSelf(Schema.DurationFromSelf), { default: () => Option.none() })
   }
 ) {
   override get message(): string {
@@ -98,15 +100,16 @@ export class TransportError extends Schema.TaggedError<TransportError>("@sluice/
 /**
  * A request took longer than allowed. `phase` is `connect` when the connection
  * could not be established within the transport's connect timeout, `total`
- * when the whole request (connect, send, headers and body) outlived the
- * client's `timeout`.
+ * when one attempt (connect, send, headers and body) outlived the client's
+ * `timeout`, `deadline` when all attempts together, limiter waits included,
+ * outlived the retry policy's `deadline`.
  */
 export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>(
   "@sluice/core/RequestTimeoutError"
 )("RequestTimeoutError", {
   method: Schema.String,
   url: Schema.String,
-  phase: Schema.Literal("connect", "total"),
+  phase: Schema.Literal("connect", "total", "deadline"),
   timeout: Schema.optional(Schema.DurationFromSelf)
 }) {
   override get message(): string {

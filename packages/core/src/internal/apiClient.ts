@@ -6,14 +6,21 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type { HttpMethod } from "@effect/platform/HttpMethod"
 import * as UrlParams from "@effect/platform/UrlParams"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as ApiClient from "../ApiClient.js"
+import type * as AuthProvider from "../AuthProvider.js"
+import * as AuthProviderModule from "../AuthProvider.js"
+import type * as RateLimiter from "../RateLimiter.js"
+import type * as Retry from "../Retry.js"
 import {
   excerpt,
   HttpStatusError,
@@ -25,6 +32,7 @@ import * as Redirects from "../Redirects.js"
 import * as RetryAfter from "../RetryAfter.js"
 import * as Sse from "../Sse.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
+import { timeoutFail } from "./timeout.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
 
@@ -58,7 +66,18 @@ const paramsToUrlParams = (params: NonNullable<ApiClient.RequestOptions["params"
 
 type Decoder<A> = (u: unknown) => Effect.Effect<A, ParseResult.ParseError>
 
-export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): ApiClient.ApiClient.Service => {
+export interface Services {
+  readonly auth?: AuthProvider.Service | undefined
+  readonly limiter?: RateLimiter.Service | undefined
+  readonly retry?: Retry.Service | undefined
+}
+
+export const make = (
+  options: ApiClient.Options,
+  base: HttpClient.HttpClient,
+  services: Services = {}
+): ApiClient.ApiClient.Service => {
+  const { auth, limiter, retry } = services
   const baseUrl = normaliseBaseUrl(options.baseUrl)
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
   const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
@@ -76,11 +95,14 @@ export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): A
   }
   if (options.transformClient) client = options.transformClient(client)
 
-  // The platform redacts x-api-key in logs and spans already; any other API key header is registered.
-  const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> =
-    options.apiKey !== undefined && !["authorization", "cookie", "set-cookie", "x-api-key"].includes(apiKeyHeader)
-      ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, apiKeyHeader])
-      : (effect) => effect
+  // The platform redacts authorization and x-api-key in logs and spans already; other secret headers are registered.
+  const extraSecrets = [
+    ...(options.apiKey !== undefined ? [apiKeyHeader] : []),
+    ...(auth?.secretHeaders ?? [])
+  ].filter((h) => !["authorization", "cookie", "set-cookie", "x-api-key"].includes(h))
+  const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = extraSecrets.length > 0
+    ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, ...extraSecrets])
+    : (effect) => effect
 
   const buildRequest = (
     method: HttpMethod,
@@ -143,7 +165,20 @@ export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): A
             })
           ))
       }
-      return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: excerpt(text) }))
+      const retryAfter = response.headers["retry-after"]
+      if (retryAfter === undefined) {
+        return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: excerpt(text) }))
+      }
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.fail(
+          new HttpStatusError({
+            status: response.status,
+            method,
+            url,
+            body: excerpt(text),
+            retryAfter: RetryAfter.parse(retryAfter, now)
+          })
+        ))
     })
 
   const decodeBody = <A>(
@@ -195,6 +230,77 @@ export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): A
       (error) => fromHttpClientError(error, request.method, request.url)
     )
 
+  /**
+   * One request, end to end: retry (outermost), then per attempt the rate
+   * limiter's permit, then the credential (taken right before sending, so a
+   * long wait for a permit never sends an expired token), then the transport
+   * under the attempt timeout, then `handle` on the response. A 401 with a
+   * refreshable credential is refreshed once and replayed once, through the
+   * limiter again.
+   */
+  const obtain = <X>(
+    req: HttpClientRequest.HttpClientRequest,
+    handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>
+  ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
+    const method = req.method
+    const url = req.url
+    const limited = limiter !== undefined && limiter.appliesTo(req)
+    const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
+      if (auth === undefined && !limited) {
+        return timeoutFail(Effect.flatMap(send(req), handle), timeout, () => totalTimeout(method, url, timeout))
+      }
+      return Effect.suspend(() => {
+        // The response headers, for the limiter to learn from (RateLimit-*).
+        let headers: Readonly<Record<string, string>> = {}
+        const exchange = (request: HttpClientRequest.HttpClientRequest) =>
+          timeoutFail(
+            Effect.flatMap(send(request), (response) => {
+              headers = response.headers
+              return handle(response)
+            }),
+            timeout,
+            () => totalTimeout(method, url, timeout)
+          )
+        const sent = auth === undefined ? exchange(req) : Effect.flatMap(auth.credential, (credential) => {
+          onCredential?.(credential)
+          return exchange(HttpClientRequest.setHeaders(req, credential.headers))
+        })
+        if (!limited) return sent
+        return limiter!.run(sent, (exit): RateLimiter.Outcome => {
+          if (Exit.isSuccess(exit)) return { _tag: "Success", headers }
+          const error = Cause.failureOption(exit.cause)
+          if (Option.isNone(error)) return { _tag: "Neutral" }
+          const e = error.value
+          if (e._tag === "ServerSideRateLimitError") return { _tag: "RateLimited", retryAfter: e.retryAfter, headers }
+          // A 4xx answer was admitted by the server's quota; 5xx and transport failures teach nothing.
+          if (e._tag === "HttpStatusError" && e.status < 500) return { _tag: "Success", headers }
+          return { _tag: "Neutral" }
+        })
+      })
+    }
+    let once: Effect.Effect<X, ApiClient.ApiClient.Error>
+    if (auth === undefined) {
+      once = attempt()
+    } else {
+      const isUnauthorized = (e: ApiClient.ApiClient.Error) => e._tag === "HttpStatusError" && e.status === 401
+      const toAuthError = (e: ApiClient.ApiClient.Error) =>
+        isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
+      once = Effect.suspend(() => {
+        let used: AuthProvider.Credential | undefined
+        const first = attempt((c) => {
+          used = c
+        })
+        if (!auth.refreshable) return Effect.mapError(first, toAuthError)
+        return Effect.catchIf(
+          first,
+          isUnauthorized,
+          () => Effect.zipRight(used ? auth.rejected(used) : Effect.void, Effect.mapError(attempt(), toAuthError))
+        )
+      })
+    }
+    return retry === undefined ? once : retry.retry(once, { method, headers: req.headers })
+  }
+
   const request = <A = unknown, I = unknown>(
     method: HttpMethod,
     path: string,
@@ -206,20 +312,17 @@ export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): A
     const req = built
     const url = req.url
     const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
-    return send(req).pipe(
-      Effect.flatMap((response): Effect.Effect<A, ApiClient.ApiClient.Error> =>
-        response.status >= 200 && response.status < 300
-          ? decodeBody(response, method, url, decode)
-          : failStatus(response, method, url)
-      ),
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) }),
-      registerRedacted,
-      Effect.withSpan(`sluice ${method} ${path}`, {
-        kind: "client",
-        captureStackTrace: false,
-        attributes: { "http.request.method": method, "url.template": path }
-      })
-    )
+    return obtain(req, (response): Effect.Effect<A, ApiClient.ApiClient.Error> =>
+      response.status >= 200 && response.status < 300
+        ? decodeBody(response, method, url, decode)
+        : failStatus(response, method, url)).pipe(
+        registerRedacted,
+        Effect.withSpan(`sluice ${method} ${path}`, {
+          kind: "client",
+          captureStackTrace: false,
+          attributes: { "http.request.method": method, "url.template": path }
+        })
+      )
   }
 
   const stream = (
@@ -233,18 +336,11 @@ export const make = (options: ApiClient.Options, base: HttpClient.HttpClient): A
       if (built instanceof RequestEncodeError) return Effect.fail(built)
       const req = HttpClientRequest.setHeader(built, "accept", "*/*")
       const url = req.url
-      return send(req).pipe(
-        Effect.flatMap((response) =>
-          response.status >= 200 && response.status < 300
-            ? Effect.succeed(
-              Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url))
-            )
-            : failStatus(response, method, url)
-        ),
-        // For a stream the timeout bounds the wait for the response headers; the body may run long.
-        Effect.timeoutFail({ duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) }),
-        registerRedacted
-      )
+      // For a stream the timeout bounds the wait for the response headers; the body may run long.
+      return obtain(req, (response) =>
+        response.status >= 200 && response.status < 300
+          ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
+          : failStatus(response, method, url)).pipe(registerRedacted)
     }))
   }
 

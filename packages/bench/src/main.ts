@@ -1,0 +1,77 @@
+/**
+ * `pnpm bench`: runs every scenario side by side in one process run and
+ * writes the results to BENCHMARKS.md (the command and the machine included).
+ *
+ *   pnpm bench                      # all scenarios, default length
+ *   pnpm bench -- --quick           # short rounds, for trying things out
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Transport from "./transport.js"
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const root = Path.resolve(here, "../../..")
+const quick = process.argv.includes("--quick")
+
+const startServer = () =>
+  new Promise<{ url: string; stop: () => void }>((resolve, reject) => {
+    const child = ChildProcess.spawn(process.execPath, [Path.join(here, "server.js")], { stdio: ["ignore", "pipe", "inherit"] })
+    child.once("error", reject)
+    child.stdout!.once("data", (d: Buffer) => {
+      const m = /listening on (\S+)/.exec(d.toString())
+      if (!m) return reject(new Error(`unexpected server output: ${d}`))
+      resolve({ url: m[1]!, stop: () => child.kill("SIGTERM") })
+    })
+  })
+
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+const main = async () => {
+  const server = await startServer()
+  const options = { url: server.url, rounds: quick ? 1 : 3, durationMs: quick ? 1_000 : 3_000, concurrencies: [1, 64] }
+  process.stderr.write(`transport scenario: ${options.rounds} rounds × ${options.durationMs} ms per client and concurrency\n`)
+  const rows = await Transport.run(options)
+  server.stop()
+
+  const base = rows[0]!
+  const lines: Array<string> = []
+  lines.push("## Scenario 1: the HTTP stack, layer by layer")
+  lines.push("")
+  lines.push(`GET of a small JSON body from a keep-alive loopback server in its own process; ${options.rounds} interleaved rounds of ${options.durationMs / 1000} s per client and concurrency, medians. Ratios are to raw undici in the same run.`)
+  lines.push("")
+  lines.push("| client | c | req/s | × raw undici | p50 ms | p99 ms |")
+  lines.push("|---|---:|---:|---:|---:|---:|")
+  for (const c of options.concurrencies) {
+    for (const row of rows) {
+      const r = row.byConcurrency[c]!
+      const ratio = r.rps / base.byConcurrency[c]!.rps
+      lines.push(`| ${row.name} | ${c} | ${fmt(r.rps)} | ${fmt(ratio, 2)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} |`)
+    }
+  }
+  const at = (name: string, c: number) => rows.find((r) => r.name.startsWith(name))!.byConcurrency[c]!.rps
+  lines.push("")
+  for (const c of options.concurrencies) {
+    const cost = 1 - at("sluice ApiClient", c) / at("sluice NodeTransport", c)
+    lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second.`)
+  }
+  const report = [
+    "# Benchmarks",
+    "",
+    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce).",
+    "",
+    `Machine: ${Os.cpus().length} × ${Os.cpus()[0]?.model ?? "cpu"}, ${fmt(Os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
+    "",
+    ...lines,
+    ""
+  ].join("\n")
+  process.stdout.write(report + "\n")
+  if (!quick) Fs.writeFileSync(Path.join(root, "BENCHMARKS.md"), report)
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`)
+  process.exit(1)
+})

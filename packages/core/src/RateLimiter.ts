@@ -1,0 +1,167 @@
+/**
+ * `RateLimiter`: client-side rate limiting as a Layer.
+ *
+ * - **Token bucket** (`layerTokenBucket`): `limit` per `window`, a burst
+ *   (default: one second's worth), waiters served in arrival order, and a
+ *   `maxWait` after which (or, when the queue already makes the wait longer,
+ *   at once) acquisition fails with `TokenAcquisitionTimeoutError`.
+ * - **Adaptive** (`layerAdaptive`): starts at `limit` per `window` and learns
+ *   the server's real capacity from 429s, `Retry-After` and `RateLimit-*`
+ *   headers (see the module `internal/rateLimiter.ts` for the algorithm).
+ * - An optional **concurrency cap** (in-flight limit) on either.
+ *
+ * State lives in a `RateLimiterStore` (memory here, Redis in `@sluice/redis`).
+ * `ApiClient` applies the limiter found in its context to every attempt, and
+ * `RateLimiter.limit` applies it to any `HttpClient`.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { ApiClient, RateLimiter, RateLimiterStore } from "@sluice/core"
+ *
+ * const Limiter = RateLimiter.layerAdaptive({ ...RateLimiter.presets.balanced, window: "1 minute" }).pipe(
+ *   Layer.provide(RateLimiterStore.layerMemory)
+ * )
+ * const Api = ApiClient.layer({ baseUrl: "https://api.example.com" }).pipe(Layer.provide(Limiter))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as internal from "./internal/rateLimiter.js"
+import type { RateLimiterStore, RateLimiterStoreError } from "./RateLimiterStore.js"
+
+/**
+ * No permit could be had within `maxWait`. `waited` is how long this caller
+ * waited before giving up: zero when the queue ahead already made the wait
+ * longer than `maxWait`.
+ */
+export class TokenAcquisitionTimeoutError extends Schema.TaggedError<TokenAcquisitionTimeoutError>(
+  "@sluice/core/TokenAcquisitionTimeoutError"
+)("TokenAcquisitionTimeoutError", {
+  waited: Schema.DurationFromSelf,
+  maxWait: Schema.DurationFromSelf,
+  key: Schema.String
+}) {
+  override get message(): string {
+    return `no rate-limit permit for "${this.key}" within ${internal.formatMillis(this.maxWait)} (waited ${
+      internal.formatMillis(this.waited)
+    })`
+  }
+}
+
+/** What an attempt told the limiter. 5xx and transport failures are `Neutral`: neither penalty nor recovery. */
+export type Outcome =
+  | { readonly _tag: "Success"; readonly headers: Readonly<Record<string, string>> }
+  | {
+    readonly _tag: "RateLimited"
+    readonly retryAfter: Option.Option<Duration.Duration>
+    readonly headers: Readonly<Record<string, string>>
+  }
+  | { readonly _tag: "Neutral" }
+
+/** A granted permit, to report the outcome against. */
+export interface Permit {
+  /** The adaptive epoch the permit was granted in. */
+  readonly epoch: number
+}
+
+export interface Service {
+  /** The key the limiter's state is stored under. */
+  readonly key: string
+  /** Whether a request goes through this limiter (default: every request). */
+  readonly appliesTo: (request: HttpClientRequest.HttpClientRequest) => boolean
+  readonly acquire: Effect.Effect<Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>
+  readonly report: (permit: Permit, outcome: Outcome) => Effect.Effect<void>
+  /**
+   * Runs `effect` under a permit (and a concurrency slot, when capped),
+   * reporting its outcome as `classify` says.
+   */
+  readonly run: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    classify: (exit: Exit.Exit<A, E>) => Outcome
+  ) => Effect.Effect<A, E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
+}
+
+export class RateLimiter extends Context.Tag("@sluice/core/RateLimiter")<RateLimiter, Service>() {}
+
+export interface CommonOptions {
+  /** Permits per `window` (the adaptive limiter's maximum). */
+  readonly limit: number
+  readonly window: Duration.DurationInput
+  /** Give up after waiting this long. Default 45 seconds; `Infinity` waits forever. */
+  readonly maxWait?: Duration.DurationInput | undefined
+  /** At most this many requests in flight at once. Default: no cap. */
+  readonly concurrency?: number | undefined
+  /** Which requests take a permit. Default: all. `postOnly` reproduces stkai. */
+  readonly appliesTo?: ((request: HttpClientRequest.HttpClientRequest) => boolean) | undefined
+  /** Store key. Default `"sluice"`; limiters sharing a key (and a store) share a quota. */
+  readonly key?: string | undefined
+}
+
+export interface TokenBucketOptions extends CommonOptions {
+  /** Permits a full bucket allows at once. Default one second's worth of refill (at least 1). */
+  readonly burst?: number | undefined
+}
+
+export interface AdaptiveOptions extends CommonOptions {
+  /** The rate never goes below `floor × limit`. Default 0.1. */
+  readonly floor?: number | undefined
+  /** Multiplicative decrease on a congestion event. Default 0.3. */
+  readonly penalty?: number | undefined
+  /** Growth per second, as a share of the rate, once the rate has held. Default 0.05. */
+  readonly recovery?: number | undefined
+}
+
+export const postOnly = (request: HttpClientRequest.HttpClientRequest): boolean => request.method === "POST"
+
+/**
+ * stkai's presets: limit per window, max wait, floor, penalty, recovery.
+ * Pick a `window` to go with them (stkai used one minute).
+ */
+export const presets = {
+  conservative: { limit: 20, maxWait: "120 seconds", floor: 0.05, penalty: 0.5, recovery: 0.02 },
+  balanced: { limit: 40, maxWait: "45 seconds", floor: 0.1, penalty: 0.3, recovery: 0.05 },
+  optimistic: { limit: 80, maxWait: "20 seconds", floor: 0.3, penalty: 0.15, recovery: 0.1 }
+} as const
+
+export const makeTokenBucket: (
+  options: TokenBucketOptions
+) => Effect.Effect<Service, never, RateLimiterStore> = internal.makeTokenBucket
+
+export const makeAdaptive: (options: AdaptiveOptions) => Effect.Effect<Service, never, RateLimiterStore> =
+  internal.makeAdaptive
+
+export const layerTokenBucket = (options: TokenBucketOptions): Layer.Layer<RateLimiter, never, RateLimiterStore> =>
+  Layer.effect(RateLimiter, makeTokenBucket(options))
+
+export const layerAdaptive = (options: AdaptiveOptions): Layer.Layer<RateLimiter, never, RateLimiterStore> =>
+  Layer.effect(RateLimiter, makeAdaptive(options))
+
+/** Classifies a response for the limiter: 429 is `RateLimited`, 5xx `Neutral`, anything else `Success`. */
+export const outcomeOfResponse: (status: number, headers: Readonly<Record<string, string>>, nowMillis: number) => Outcome =
+  internal.outcomeOfResponse
+
+/**
+ * Applies a limiter to any `HttpClient`: every request it `appliesTo` takes
+ * a permit before it is sent, and its response is reported.
+ */
+export const limit = (limiter: Service) =>
+<E, R>(
+  self: HttpClient.HttpClient.With<E, R>
+): HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R> =>
+  HttpClient.transform(self, (effect, request) =>
+    limiter.appliesTo(request)
+      ? limiter.run(effect, internal.classifyResponseExit)
+      : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
+
+export type { HttpClientError }

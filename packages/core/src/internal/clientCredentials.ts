@@ -1,0 +1,212 @@
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type * as AP from "../AuthProvider.js"
+import { AuthenticationError } from "../AuthProvider.js"
+import type * as CC from "../ClientCredentials.js"
+import { excerpt } from "../ApiError.js"
+import { causeInfo } from "./errors.js"
+
+const PERMANENT_ERRORS = new Set(["invalid_client", "unauthorized_client", "invalid_grant", "invalid_scope", "invalid_request"])
+
+const isLoopback = (host: string) =>
+  host === "localhost" || host === "[::1]" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
+
+/** Checks the token URL: https, or http to a loopback address, or an explicit opt-out. */
+export const checkTokenUrl = (tokenUrl: string, allowInsecure: boolean): AuthenticationError | "insecure" | undefined => {
+  let url: URL
+  try {
+    url = new URL(tokenUrl)
+  } catch {
+    return new AuthenticationError({ reason: "NotConfigured", message: `token URL "${tokenUrl}" is not a URL`, transient: false })
+  }
+  if (url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname))) return undefined
+  if (allowInsecure && url.protocol === "http:") return "insecure"
+  return new AuthenticationError({
+    reason: "NotConfigured",
+    message: `token URL ${url.origin} is not https: client secrets would travel in clear text. ` +
+      `Use https, or set allowInsecureTokenUrl: true if you really mean it`,
+    transient: false
+  })
+}
+
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for Basic. */
+const basic = (id: string, secret: string) =>
+  `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`, "utf8").toString("base64")}`
+
+interface Cached {
+  readonly credential: AP.Credential
+  readonly refreshAt: number
+  readonly expiresAt: number
+}
+
+export const make = (options: CC.Options): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const urlCheck = checkTokenUrl(options.tokenUrl, options.allowInsecureTokenUrl === true)
+    if (urlCheck instanceof AuthenticationError) return yield* urlCheck
+    if (urlCheck === "insecure") {
+      yield* Effect.logWarning(`sluice: ClientCredentials sends the client secret over plain HTTP to ${new URL(options.tokenUrl).origin}`)
+    }
+    if (options.clientId === "") {
+      return yield* new AuthenticationError({ reason: "NotConfigured", message: "clientId is empty", transient: false })
+    }
+    const http = yield* HttpClient.HttpClient
+    const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
+    /** Monotonic milliseconds (the Effect clock's nanosecond source; TestClock under test). */
+    const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
+    const tokenTimeout = Duration.decode(options.tokenTimeout ?? "10 seconds")
+    const refreshMargin = Duration.toMillis(Duration.decode(options.refreshMargin ?? "60 seconds"))
+    const defaultLifetime = Duration.toMillis(Duration.decode(options.defaultLifetime ?? "5 minutes"))
+    const backoffBase = Duration.toMillis(Duration.decode(options.retryBackoff ?? "500 millis"))
+    const permanentTtl = Duration.toMillis(Duration.decode(options.permanentFailureTtl ?? "60 seconds"))
+    const where = `token endpoint ${new URL(options.tokenUrl).origin}${new URL(options.tokenUrl).pathname} (client ${options.clientId})`
+
+    const form: Record<string, string> = { grant_type: "client_credentials" }
+    if (options.scope) form["scope"] = options.scope
+    if (options.audience) form["audience"] = options.audience
+    const headers: Record<string, string> = { accept: "application/json" }
+    if ((options.credentialsIn ?? "basic") === "basic") {
+      headers["authorization"] = basic(options.clientId, Redacted.value(options.clientSecret))
+    } else {
+      form["client_id"] = options.clientId
+      form["client_secret"] = Redacted.value(options.clientSecret)
+    }
+    const request = HttpClientRequest.post(options.tokenUrl, {
+      headers,
+      body: HttpBody.text(new URLSearchParams(form).toString(), "application/x-www-form-urlencoded")
+    })
+
+    const failure = (reason: AP.AuthenticationErrorReason, message: string, transient: boolean, status?: number) =>
+      new AuthenticationError({ reason, message: `${where}: ${message}`, transient, ...(status !== undefined ? { status } : {}) })
+
+    let generation = 0
+    const fetchToken: Effect.Effect<Cached, AuthenticationError> = Effect.gen(function*() {
+      const response = yield* http.execute(request).pipe(
+        Effect.mapError((e) => failure("TokenEndpointError", `unreachable: ${causeInfo(e.cause).message}`, true))
+      )
+      const text = yield* response.text.pipe(
+        Effect.mapError((e) => failure("TokenEndpointError", `answer broke off: ${causeInfo(e.cause).message}`, true))
+      )
+      const receivedAt = now()
+      let body: any
+      try {
+        body = text === "" ? undefined : JSON.parse(text)
+      } catch {
+        body = undefined
+      }
+      if (response.status !== 200) {
+        const code = typeof body?.error === "string" ? body.error : undefined
+        const detail = code ? `${code}${typeof body?.error_description === "string" ? `: ${excerpt(body.error_description)}` : ""}` : excerpt(text)
+        if (response.status === 429 || response.status >= 500) {
+          return yield* failure("TokenEndpointError", `answered ${response.status} (will retry): ${detail}`, true, response.status)
+        }
+        if (response.status === 400 || response.status === 401 || response.status === 403) {
+          const invalid = code === undefined || PERMANENT_ERRORS.has(code) || response.status !== 400
+          return yield* failure(
+            invalid ? "InvalidCredentials" : "TokenEndpointError",
+            `refused the client credentials (${response.status}): ${detail}`,
+            false,
+            response.status
+          )
+        }
+        return yield* failure("TokenEndpointError", `answered ${response.status}: ${detail}`, false, response.status)
+      }
+      const token = body?.access_token
+      const type = body?.token_type
+      const expiresIn = body?.expires_in === undefined ? undefined : Number(body.expires_in)
+      if (typeof token !== "string" || token === "") {
+        return yield* failure("InvalidTokenResponse", "the answer has no access_token", true, 200)
+      }
+      if (type !== undefined && (typeof type !== "string" || type.toLowerCase() !== "bearer")) {
+        return yield* failure("InvalidTokenResponse", `token_type "${String(type)}" is not Bearer`, false, 200)
+      }
+      if (expiresIn !== undefined && !(Number.isFinite(expiresIn) && expiresIn > 0)) {
+        return yield* failure("InvalidTokenResponse", `expires_in ${String(body.expires_in)} is not a positive number`, true, 200)
+      }
+      const lifetime = expiresIn !== undefined ? expiresIn * 1000 : defaultLifetime
+      const expiresAt = receivedAt + lifetime
+      generation++
+      return {
+        credential: { headers: { authorization: `Bearer ${token}` }, generation },
+        expiresAt,
+        refreshAt: expiresAt - Math.min(refreshMargin, lifetime / 2)
+      }
+    }).pipe(
+      Effect.timeoutFail({
+        duration: tokenTimeout,
+        onTimeout: () => failure("TokenEndpointTimeout", `no answer within ${Duration.format(tokenTimeout)}`, true)
+      }),
+      Effect.withSpan("sluice.auth.client_credentials", { attributes: { "oauth.client_id": options.clientId } })
+    )
+
+    let cached: Cached | undefined
+    let inflight: Deferred.Deferred<AP.Credential, AuthenticationError> | undefined
+    let failures = 0
+    let nextAttemptAt = 0
+    let permanent: { readonly error: AuthenticationError; readonly until: number } | undefined
+
+    /** Starts the one shared refresh (if none runs) and returns its result to wait on. */
+    const refresh = Effect.suspend(() => {
+      if (inflight !== undefined) return Effect.succeed(inflight)
+      const deferred = Deferred.unsafeMake<AP.Credential, AuthenticationError>(FiberId.none)
+      inflight = deferred
+      const run = Effect.gen(function*() {
+        const wait = nextAttemptAt - now()
+        if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+        return yield* fetchToken
+      }).pipe(
+        Effect.tap((fresh) =>
+          Effect.sync(() => {
+            cached = fresh
+            failures = 0
+            permanent = undefined
+          })
+        ),
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            failures++
+            nextAttemptAt = now() + Math.min(30_000, backoffBase * 2 ** (failures - 1))
+            if (!error.transient) permanent = { error, until: now() + permanentTtl }
+          })
+        ),
+        Effect.map((c) => c.credential),
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() => {
+            inflight = undefined
+          }).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+        )
+      )
+      // The refresh runs in the provider's scope: a waiter that gives up does not cancel it for the others.
+      return Effect.as(Effect.forkIn(run, scope), deferred)
+    })
+
+    const credential: Effect.Effect<AP.Credential, AuthenticationError> = Effect.suspend(() => {
+      const t = now()
+      if (cached !== undefined && t < cached.refreshAt) return Effect.succeed(cached.credential)
+      if (cached !== undefined && t < cached.expiresAt) {
+        // Still valid: refresh early in the background and keep using this one meanwhile.
+        const current = cached.credential
+        return Effect.as(refresh, current)
+      }
+      if (permanent !== undefined && t < permanent.until) return Effect.fail(permanent.error)
+      return Effect.flatMap(refresh, Deferred.await)
+    })
+
+    return {
+      credential,
+      rejected: (c) =>
+        Effect.sync(() => {
+          if (cached !== undefined && cached.credential.generation === c.generation) cached = undefined
+        }),
+      refreshable: true,
+      secretHeaders: ["authorization"]
+    } satisfies AP.Service
+  })
