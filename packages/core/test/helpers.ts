@@ -1,7 +1,9 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { ApiClient } from "../src/index.js"
@@ -36,3 +38,24 @@ export const recordingTracer = Effect.map(Effect.tracer, (native) => {
   })
   return { tracer, spans }
 })
+
+/**
+ * A TestServer plus an ApiClient over the Node transport with extra layers
+ * (auth, limiter, retry) in its context, for one scope.
+ */
+export const setupWith = <E>(
+  server: TestServer.Options,
+  client: Partial<ApiClient.Options>,
+  layers: (server: TestServer.TestServer) => Layer.Layer<any, E, HttpClient.HttpClient>
+) =>
+  Effect.gen(function*() {
+    const srv = yield* TestServer.make(server)
+    const transport = NodeTransport.layer()
+    const context = yield* Layer.build(
+      ApiClient.layer({ baseUrl: srv.url, ...client }).pipe(
+        Layer.provide(layers(srv)),
+        Layer.provideMerge(transport)
+      )
+    )
+    return { server: srv, api: Context.get(context, ApiClient.ApiClient) }
+  })

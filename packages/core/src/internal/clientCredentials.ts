@@ -1,10 +1,8 @@
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as AP from "../AuthProvider.js"
@@ -12,6 +10,7 @@ import { AuthenticationError } from "../AuthProvider.js"
 import type * as CC from "../ClientCredentials.js"
 import { excerpt } from "../ApiError.js"
 import { causeInfo } from "./errors.js"
+import * as TokenCache from "./tokenCache.js"
 
 const PERMANENT_ERRORS = new Set(["invalid_client", "unauthorized_client", "invalid_grant", "invalid_scope", "invalid_request"])
 
@@ -40,12 +39,6 @@ export const checkTokenUrl = (tokenUrl: string, allowInsecure: boolean): Authent
 const basic = (id: string, secret: string) =>
   `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`, "utf8").toString("base64")}`
 
-interface Cached {
-  readonly credential: AP.Credential
-  readonly refreshAt: number
-  readonly expiresAt: number
-}
-
 export const make = (options: CC.Options): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const urlCheck = checkTokenUrl(options.tokenUrl, options.allowInsecureTokenUrl === true)
@@ -57,10 +50,6 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       return yield* new AuthenticationError({ reason: "NotConfigured", message: "clientId is empty", transient: false })
     }
     const http = yield* HttpClient.HttpClient
-    const scope = yield* Effect.scope
-    const clock = yield* Effect.clock
-    /** Monotonic milliseconds (the Effect clock's nanosecond source; TestClock under test). */
-    const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
     const tokenTimeout = Duration.decode(options.tokenTimeout ?? "10 seconds")
     const refreshMargin = Duration.toMillis(Duration.decode(options.refreshMargin ?? "60 seconds"))
     const defaultLifetime = Duration.toMillis(Duration.decode(options.defaultLifetime ?? "5 minutes"))
@@ -86,15 +75,13 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
     const failure = (reason: AP.AuthenticationErrorReason, message: string, transient: boolean, status?: number) =>
       new AuthenticationError({ reason, message: `${where}: ${message}`, transient, ...(status !== undefined ? { status } : {}) })
 
-    let generation = 0
-    const fetchToken: Effect.Effect<Cached, AuthenticationError> = Effect.gen(function*() {
+    const fetchToken: Effect.Effect<TokenCache.Fetched, AuthenticationError> = Effect.gen(function*() {
       const response = yield* http.execute(request).pipe(
         Effect.mapError((e) => failure("TokenEndpointError", `unreachable: ${causeInfo(e.cause).message}`, true))
       )
       const text = yield* response.text.pipe(
         Effect.mapError((e) => failure("TokenEndpointError", `answer broke off: ${causeInfo(e.cause).message}`, true))
       )
-      const receivedAt = now()
       let body: any
       try {
         body = text === "" ? undefined : JSON.parse(text)
@@ -130,13 +117,9 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       if (expiresIn !== undefined && !(Number.isFinite(expiresIn) && expiresIn > 0)) {
         return yield* failure("InvalidTokenResponse", `expires_in ${String(body.expires_in)} is not a positive number`, true, 200)
       }
-      const lifetime = expiresIn !== undefined ? expiresIn * 1000 : defaultLifetime
-      const expiresAt = receivedAt + lifetime
-      generation++
       return {
-        credential: { headers: { authorization: `Bearer ${token}` }, generation },
-        expiresAt,
-        refreshAt: expiresAt - Math.min(refreshMargin, lifetime / 2)
+        headers: { authorization: `Bearer ${token}` },
+        lifetimeMillis: expiresIn !== undefined ? expiresIn * 1000 : defaultLifetime
       }
     }).pipe(
       Effect.timeoutFail({
@@ -146,67 +129,10 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       Effect.withSpan("sluice.auth.client_credentials", { attributes: { "oauth.client_id": options.clientId } })
     )
 
-    let cached: Cached | undefined
-    let inflight: Deferred.Deferred<AP.Credential, AuthenticationError> | undefined
-    let failures = 0
-    let nextAttemptAt = 0
-    let permanent: { readonly error: AuthenticationError; readonly until: number } | undefined
-
-    /** Starts the one shared refresh (if none runs) and returns its result to wait on. */
-    const refresh = Effect.suspend(() => {
-      if (inflight !== undefined) return Effect.succeed(inflight)
-      const deferred = Deferred.unsafeMake<AP.Credential, AuthenticationError>(FiberId.none)
-      inflight = deferred
-      const run = Effect.gen(function*() {
-        const wait = nextAttemptAt - now()
-        if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-        return yield* fetchToken
-      }).pipe(
-        Effect.tap((fresh) =>
-          Effect.sync(() => {
-            cached = fresh
-            failures = 0
-            permanent = undefined
-          })
-        ),
-        Effect.tapError((error) =>
-          Effect.sync(() => {
-            failures++
-            nextAttemptAt = now() + Math.min(30_000, backoffBase * 2 ** (failures - 1))
-            if (!error.transient) permanent = { error, until: now() + permanentTtl }
-          })
-        ),
-        Effect.map((c) => c.credential),
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.sync(() => {
-            inflight = undefined
-          }).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
-        )
-      )
-      // The refresh runs in the provider's scope: a waiter that gives up does not cancel it for the others.
-      return Effect.as(Effect.forkIn(run, scope), deferred)
+    const cache = yield* TokenCache.make(fetchToken, {
+      refreshMarginMillis: refreshMargin,
+      backoffBaseMillis: backoffBase,
+      permanentTtlMillis: permanentTtl
     })
-
-    const credential: Effect.Effect<AP.Credential, AuthenticationError> = Effect.suspend(() => {
-      const t = now()
-      if (cached !== undefined && t < cached.refreshAt) return Effect.succeed(cached.credential)
-      if (cached !== undefined && t < cached.expiresAt) {
-        // Still valid: refresh early in the background and keep using this one meanwhile.
-        const current = cached.credential
-        return Effect.as(refresh, current)
-      }
-      if (permanent !== undefined && t < permanent.until) return Effect.fail(permanent.error)
-      return Effect.flatMap(refresh, Deferred.await)
-    })
-
-    return {
-      credential,
-      rejected: (c) =>
-        Effect.sync(() => {
-          if (cached !== undefined && cached.credential.generation === c.generation) cached = undefined
-        }),
-      refreshable: true,
-      secretHeaders: ["authorization"]
-    } satisfies AP.Service
+    return { ...cache, refreshable: true, secretHeaders: ["authorization"] } satisfies AP.Service
   })

@@ -1,0 +1,264 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { TestServer } from "@sluice/testing"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
+import { AuthProvider, ClientCredentials, Retry } from "../src/index.js"
+import { setupWith } from "./helpers.js"
+
+const SECRET = "cl1ent-s3cret-value"
+const oauth = (extra: Partial<TestServer.OAuth> = {}): TestServer.OAuth => ({
+  clientId: "app",
+  clientSecret: SECRET,
+  tokenLifetime: "10 minutes",
+  ...extra
+})
+const cc = (server: TestServer.TestServer, extra: Partial<ClientCredentials.Options> = {}) =>
+  ClientCredentials.layer({
+    tokenUrl: `${server.url}/oauth/token`,
+    clientId: "app",
+    clientSecret: Redacted.make(SECRET),
+    ...extra
+  })
+
+const until = (server: TestServer.TestServer, n: number, step: Duration.DurationInput = "100 millis") =>
+  Effect.raceFirst(
+    server.awaitRequests(n),
+    Effect.forever(Effect.zipRight(TestClock.adjust(step), Effect.promise(() => new Promise((r) => setTimeout(r, 2)))))
+  )
+
+describe("static providers", () => {
+  it.scoped("bearer, API key and Basic reach the server", () =>
+    Effect.gen(function*() {
+      const routes = [{ path: "/echo", then: { echo: true } }]
+      const bearer = yield* setupWith({ routes }, {}, () => AuthProvider.layerBearer(Redacted.make("tok")))
+      yield* bearer.api.get("/echo")
+      expect((yield* bearer.server.log)[0]!.headers["authorization"]).toBe("Bearer ***")
+      const key = yield* setupWith({ routes, secretHeaders: [] }, {}, () => AuthProvider.layerApiKey(Redacted.make("k"), "X-Key"))
+      yield* key.api.get("/echo")
+      expect((yield* key.server.log)[0]!.headers["x-key"]).toBe("k")
+      const basic = yield* setupWith({ routes }, {}, () => AuthProvider.layerBasic("ada", Redacted.make("pw")))
+      yield* basic.api.get("/echo")
+      expect((yield* basic.server.log)[0]!.headers["authorization"]).toBe("Basic ***")
+    }))
+
+  it.scoped("a 401 with a static credential is an AuthenticationError at once", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { routes: [{ path: "/x", then: TestServer.status(401) }] },
+        {},
+        () => AuthProvider.layerBearer(Redacted.make("tok"))
+      )
+      const error = yield* Effect.flip(api.get("/x"))
+      assert(error._tag === "AuthenticationError")
+      expect(error.reason).toBe("Unauthorized")
+      expect((yield* server.stats).total).toBe(1)
+    }))
+})
+
+describe("ClientCredentials", () => {
+  it.scoped("Basic (default) and body credentials both obtain a token that the API accepts", () =>
+    Effect.gen(function*() {
+      for (const credentialsIn of ["basic", "body"] as const) {
+        const { api, server } = yield* setupWith(
+          { oauth: oauth(), routes: [{ path: "/api", requireAuth: true, then: { json: "ok" } }] },
+          {},
+          (s) => cc(s, { credentialsIn, scope: "read" })
+        )
+        expect(yield* api.get("/api")).toBe("ok")
+        const token = (yield* server.log)[0]!
+        expect(token.path).toBe("/oauth/token")
+        if (credentialsIn === "basic") {
+          expect(token.headers["authorization"]).toBe("Basic ***")
+          expect(token.body).toBe("grant_type=client_credentials&scope=read")
+        } else {
+          expect(token.headers["authorization"]).toBeUndefined()
+          expect(token.body).toContain("client_secret=***")
+        }
+      }
+    }))
+
+  it.scoped("a stampede at expiry causes exactly one token request", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: oauth({ tokenLifetime: "10 minutes" }), routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] },
+        {},
+        (s) => cc(s)
+      )
+      yield* Effect.all(Array.from({ length: 300 }, () => api.get("/api")), { concurrency: "unbounded" })
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      yield* TestClock.adjust("11 minutes")
+      yield* Effect.all(Array.from({ length: 300 }, () => api.get("/api")), { concurrency: "unbounded" })
+      expect((yield* server.stats).tokenRequests).toBe(2)
+    }))
+
+  it.scoped("refreshes early, by the margin clamped to half the lifetime, in the background", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: oauth({ tokenLifetime: "30 seconds" }), routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] },
+        {},
+        (s) => cc(s, { refreshMargin: "60 seconds" })
+      )
+      yield* api.get("/api")
+      // a 30 s token with a 60 s margin refreshes at 15 s, not on every call
+      yield* TestClock.adjust("10 seconds")
+      yield* api.get("/api")
+      yield* api.get("/api")
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      yield* TestClock.adjust("6 seconds")
+      yield* api.get("/api") // still valid: served at once, refresh started behind it
+      yield* until(server, 5)
+      expect((yield* server.stats).tokenRequests).toBe(2)
+    }))
+
+  it.scoped("identity provider down: bounded token requests, typed transient errors, then recovery with retry", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        {
+          oauth: oauth({ script: [TestServer.status(503), TestServer.status(503), TestServer.status(503)] }),
+          routes: [{ path: "/api", requireAuth: true, then: { json: "ok" } }]
+        },
+        {},
+        (s) => cc(s)
+      )
+      const errors = yield* Effect.all(
+        Array.from({ length: 50 }, () => Effect.flip(api.get("/api"))),
+        { concurrency: "unbounded" }
+      )
+      for (const e of errors) {
+        assert(e._tag === "AuthenticationError")
+        expect(e.transient).toBe(true)
+        expect(e.reason).toBe("TokenEndpointError")
+        expect(e.message).not.toContain(SECRET)
+      }
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      // with a retry policy the same batch waits on the shared, backed-off refresh and gets through
+      const retrying = yield* setupWith(
+        {
+          oauth: oauth({ script: [TestServer.status(503), TestServer.status(503)] }),
+          routes: [{ path: "/api", requireAuth: true, then: { json: "ok" } }]
+        },
+        {},
+        (s) => Layer.merge(cc(s), Retry.layer({ maxAttempts: 6, baseDelay: "200 millis" }))
+      )
+      const batch = yield* Effect.fork(Effect.all(Array.from({ length: 50 }, () => retrying.api.get("/api")), { concurrency: "unbounded" }))
+      yield* until(retrying.server, 53, "50 millis")
+      expect(yield* Fiber.join(batch)).toHaveLength(50)
+      expect((yield* retrying.server.stats).tokenRequests).toBe(3)
+    }))
+
+  it.scoped("invalid_client is permanent: failed at once and not asked again for every request", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: oauth({ clientSecret: "another" }), routes: [{ path: "/api", requireAuth: true }] },
+        {},
+        (s) => Layer.merge(cc(s), Retry.layer())
+      )
+      for (let i = 0; i < 5; i++) {
+        const e = yield* Effect.flip(api.get("/api"))
+        assert(e._tag === "AuthenticationError")
+        expect(e.reason).toBe("InvalidCredentials")
+        expect(e.transient).toBe(false)
+        expect(e.message).toContain("invalid_client")
+        expect(e.message).not.toContain(SECRET)
+      }
+      expect((yield* server.stats).tokenRequests).toBe(1)
+    }))
+
+  it.scoped("a revoked token: 401, one refresh, one replay; a second 401 is a typed error, never a loop", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: oauth(), routes: [{ path: "/api", requireAuth: true, then: { json: "ok" } }, { path: "/never", script: [], then: TestServer.status(401) }] },
+        {},
+        (s) => cc(s)
+      )
+      yield* api.get("/api")
+      yield* server.revokeTokens
+      expect(yield* api.get("/api")).toBe("ok")
+      const stats = yield* server.stats
+      expect(stats.tokenRequests).toBe(2)
+      expect(stats.requests["/api"]).toBe(3)
+      const e = yield* Effect.flip(api.get("/never"))
+      assert(e._tag === "AuthenticationError")
+      expect(e.reason).toBe("Unauthorized")
+      expect((yield* server.stats).requests["/never"]).toBe(2)
+    }))
+
+  it.scoped("malformed token responses are typed errors", () =>
+    Effect.gen(function*() {
+      const cases: Array<[TestServer.Reply, string]> = [
+        [{ body: "<html>", status: 200 }, "no access_token"],
+        [{ json: { token_type: "Bearer" } }, "no access_token"],
+        [{ json: { access_token: "x", token_type: "mac" } }, "not Bearer"],
+        [{ json: { access_token: "x", expires_in: -5 } }, "expires_in"]
+      ]
+      for (const [reply, message] of cases) {
+        const { api } = yield* setupWith({ oauth: oauth({ script: [reply] }), routes: [{ path: "/api" }] }, {}, (s) => cc(s))
+        const e = yield* Effect.flip(api.get("/api"))
+        assert(e._tag === "AuthenticationError")
+        expect(e.reason).toBe("InvalidTokenResponse")
+        expect(e.message).toContain(message)
+      }
+    }))
+
+  it.scoped("expires_in missing: the documented default lifetime (5 minutes)", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: oauth({ omitExpiresIn: true }), routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] },
+        {},
+        (s) => cc(s, { refreshMargin: "0 millis" })
+      )
+      yield* api.get("/api")
+      yield* TestClock.adjust("4 minutes")
+      yield* api.get("/api")
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      yield* TestClock.adjust("61 seconds")
+      yield* api.get("/api")
+      expect((yield* server.stats).tokenRequests).toBe(2)
+    }))
+
+  it.scoped("the token URL must be https (loopback excepted) unless explicitly allowed", () =>
+    Effect.gen(function*() {
+      const make = (tokenUrl: string, allowInsecureTokenUrl?: boolean) =>
+        Effect.flip(Effect.scoped(Layer.build(
+          ClientCredentials.layer({ tokenUrl, clientId: "a", clientSecret: Redacted.make(SECRET), allowInsecureTokenUrl }).pipe(
+            Layer.provide(Layer.succeed(HttpClient.HttpClient, null as never))
+          )
+        )))
+      const e = yield* make("http://idp.example.com/token")
+      assert(e._tag === "AuthenticationError")
+      expect(e.reason).toBe("NotConfigured")
+      expect(e.message).toContain("https")
+      const bad = yield* make("not a url")
+      expect(bad.message).toContain("not a URL")
+    }))
+
+  it.scoped("secrets never appear in logs", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => lines.push(JSON.stringify(message)))
+      const { api } = yield* setupWith(
+        { oauth: oauth({ script: [TestServer.status(500)] }), routes: [{ path: "/api", requireAuth: true, then: TestServer.status(500) }] },
+        {},
+        (s) => cc(s)
+      )
+      yield* Effect.flip(api.get("/api")).pipe(
+        Effect.tap((e) => Effect.logError("request failed", e)),
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Effect.flip(api.get("/api")).pipe(
+        Effect.tap((e) => Effect.logError("request failed", e)),
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      const all = lines.join("\n")
+      expect(all).toContain("request failed")
+      expect(all).not.toContain(SECRET)
+      expect(all).not.toMatch(/tok-\d+-/)
+    }))
+})

@@ -1,0 +1,291 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import fc from "fast-check"
+import { RateLimiter, RateLimiterStore } from "../src/index.js"
+
+const tokenBucket = (options: RateLimiter.TokenBucketOptions) =>
+  RateLimiter.makeTokenBucket(options).pipe(Effect.provide(RateLimiterStore.layerMemory))
+
+/** Lets forked fibers run up to their next wait. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+describe("token bucket", () => {
+  it.effect("serves waiters in arrival order and never early", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1, window: "1 second", burst: 1 })
+      const granted: Array<[number, number]> = []
+      const fibers = []
+      for (let i = 0; i < 5; i++) {
+        fibers.push(yield* Effect.fork(Effect.tap(limiter.acquire, () =>
+          Effect.map(TestClock.currentTimeMillis, (t) => {
+            granted.push([i, t])
+          }))))
+        yield* settle
+      }
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.forEach(fibers, Fiber.join)
+      expect(granted).toEqual([[0, 0], [1, 1000], [2, 2000], [3, 3000], [4, 4000]])
+    }))
+
+  it.effect("burst defaults to one second's worth, not the whole window", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 600, window: "1 minute" })
+      // 10 per second: ten are free at once, the eleventh waits 100 ms
+      for (let i = 0; i < 10; i++) yield* limiter.acquire
+      const fiber = yield* Effect.fork(limiter.acquire)
+      yield* settle
+      yield* TestClock.adjust("99 millis")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(fiber)
+    }))
+
+  it.effect("fails at once when the queue ahead makes the wait longer than maxWait", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1, window: "1 second", burst: 1, maxWait: "2500 millis" })
+      yield* limiter.acquire
+      const waiting = yield* Effect.forkAll([limiter.acquire, limiter.acquire])
+      yield* settle
+      // slots at 1 s and 2 s are taken; the next would be 3 s > 2.5 s: no sleep, an immediate typed failure
+      const error = yield* Effect.flip(limiter.acquire)
+      assert(error._tag === "TokenAcquisitionTimeoutError")
+      expect(error.waited).toEqual(Duration.zero)
+      expect(error.maxWait).toEqual(Duration.millis(2500))
+      expect(yield* TestClock.currentTimeMillis).toBe(0)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(waiting)
+    }))
+
+  it.effect("maxWait: Infinity waits as long as it takes", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1, window: "1 hour", burst: 1, maxWait: Duration.infinity })
+      yield* limiter.acquire
+      const fiber = yield* Effect.fork(limiter.acquire)
+      yield* settle
+      yield* TestClock.adjust("59 minutes")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+    }))
+
+  it.effect("an interrupted waiter gives its place back and consumes nothing", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1, window: "1 second", burst: 1 })
+      yield* limiter.acquire
+      const b = yield* Effect.fork(limiter.acquire) // slot 1 s
+      yield* settle
+      const c = yield* Effect.fork(limiter.acquire) // slot 2 s
+      yield* settle
+      yield* Fiber.interrupt(c)
+      const d = yield* Effect.fork(Effect.zipRight(limiter.acquire, TestClock.currentTimeMillis))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(b)
+      // d takes c's slot at 2 s, not 3 s
+      expect(yield* Fiber.join(d)).toBe(2000)
+    }))
+
+  it.effect("the concurrency cap bounds requests in flight", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1000, window: "1 second", concurrency: 2 })
+      let inFlight = 0
+      let most = 0
+      const work = limiter.run(
+        Effect.gen(function*() {
+          inFlight++
+          most = Math.max(most, inFlight)
+          yield* Effect.sleep("10 millis")
+          inFlight--
+        }),
+        () => ({ _tag: "Neutral" })
+      )
+      const fiber = yield* Effect.fork(Effect.all(Array.from({ length: 10 }, () => work), { concurrency: "unbounded" }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      expect(most).toBe(2)
+    }))
+
+  it("property: admitted requests never exceed burst + rate × elapsed over any interval", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200 }), // permits per second
+        fc.integer({ min: 1, max: 20 }), // burst
+        fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 200 }), // arrival times (ms)
+        fc.integer({ min: 0, max: 3_000 }), // maxWait
+        (rate, burst, arrivals, maxWait) => {
+          const state = { tat: 0, pausedUntil: 0 }
+          const interval = 1000 / rate
+          const admitted: Array<number> = []
+          for (const t of [...arrivals].sort((a, b) => a - b)) {
+            const r = RateLimiterStore.reserveSlot(state, t, interval, burst, maxWait)
+            if ("slot" in r) {
+              expect(r.slot).toBeGreaterThanOrEqual(t)
+              expect(r.waitMillis).toBeLessThanOrEqual(maxWait)
+              admitted.push(r.slot)
+            }
+          }
+          admitted.sort((a, b) => a - b)
+          for (let i = 0; i < admitted.length; i++) {
+            for (let j = i; j < admitted.length; j++) {
+              const count = j - i + 1
+              const elapsed = admitted[j]! - admitted[i]!
+              expect(count).toBeLessThanOrEqual(burst + (rate * elapsed) / 1000 + 1e-9)
+            }
+          }
+        }
+      ),
+      { numRuns: 300 }
+    )
+  })
+})
+
+const adaptive = (options: Partial<RateLimiter.AdaptiveOptions> = {}) =>
+  RateLimiter.makeAdaptive({ limit: 100, window: "1 second", ...options })
+
+const rateLimited = (retryAfterSeconds?: number): RateLimiter.Outcome => ({
+  _tag: "RateLimited",
+  retryAfter: retryAfterSeconds === undefined ? Option.none() : Option.some(Duration.seconds(retryAfterSeconds)),
+  headers: {}
+})
+
+describe("adaptive (AIMD)", () => {
+  it.effect("64 simultaneous 429s make one decrease, not 0.7^64", () =>
+    Effect.gen(function*() {
+      const store = yield* RateLimiterStore.makeMemory
+      const limiter = yield* adaptive().pipe(Effect.provideService(RateLimiterStore.RateLimiterStore, store))
+      const permits = yield* Effect.forEach(Array.from({ length: 64 }), () => limiter.acquire, { concurrency: "unbounded" })
+        .pipe(Effect.fork, Effect.tap(() => TestClock.adjust("1 second")), Effect.flatMap(Fiber.join))
+      yield* TestClock.adjust("5 seconds")
+      yield* Effect.forEach(permits, (p) => limiter.report(p, rateLimited()))
+      const state = yield* store.adaptiveState("sluice", 100)
+      expect(state.epoch).toBe(1)
+      expect(state.rate).toBeGreaterThanOrEqual(10)
+      expect(state.rate).toBeLessThan(100)
+    }))
+
+  it.effect("5xx and transport errors are neither penalty nor recovery; idle success does not grow the rate", () =>
+    Effect.gen(function*() {
+      const store = yield* RateLimiterStore.makeMemory
+      const limiter = yield* adaptive({ limit: 10 }).pipe(Effect.provideService(RateLimiterStore.RateLimiterStore, store))
+      const p = yield* limiter.acquire
+      yield* TestClock.adjust("10 seconds")
+      yield* limiter.report(p, rateLimited())
+      const after429 = (yield* store.adaptiveState("sluice", 10)).rate
+      expect(after429).toBeLessThan(10)
+      for (let i = 0; i < 50; i++) {
+        const permit = yield* limiter.acquire
+        yield* limiter.report(permit, { _tag: "Neutral" })
+        yield* TestClock.adjust("1 second")
+      }
+      expect((yield* store.adaptiveState("sluice", 10)).rate).toBe(after429)
+      // one request a second is far below the limit: successes do not raise it
+      for (let i = 0; i < 60; i++) {
+        const permit = yield* limiter.acquire
+        yield* limiter.report(permit, { _tag: "Success", headers: {} })
+        yield* TestClock.adjust("1 second")
+      }
+      expect((yield* store.adaptiveState("sluice", 10)).rate).toBe(after429)
+    }))
+
+  it.effect("Retry-After pauses every caller, queued ones included", () =>
+    Effect.gen(function*() {
+      const limiter = yield* adaptive({ limit: 10 }).pipe(Effect.provide(RateLimiterStore.layerMemory))
+      const first = yield* limiter.acquire
+      const times: Array<number> = []
+      const queued = yield* Effect.fork(Effect.forEach(
+        Array.from({ length: 3 }),
+        () => Effect.zipRight(limiter.acquire, Effect.map(TestClock.currentTimeMillis, (t) => times.push(t))),
+        { concurrency: "unbounded" }
+      ))
+      yield* settle
+      // queued for 100, 200 and 300 ms when the 429 says "retry after 2 s"
+      yield* limiter.report(first, rateLimited(2))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(queued)
+      expect(times).toHaveLength(3)
+      expect(Math.min(...times)).toBeGreaterThanOrEqual(2000)
+      // they keep their spacing instead of all going at once when the pause ends
+      const sorted = [...times].sort((a, b) => a - b)
+      expect(sorted[2]! - sorted[0]!).toBeGreaterThanOrEqual(150)
+      // new arrivals queue behind them
+      const next = yield* Effect.zipRight(limiter.acquire, TestClock.currentTimeMillis)
+      expect(next).toBeGreaterThanOrEqual(10_000)
+    }))
+
+  it.effect("a queued waiter whose pause would outlast maxWait fails by maxWait, not after", () =>
+    Effect.gen(function*() {
+      const limiter = yield* adaptive({ limit: 10, maxWait: "1500 millis" }).pipe(Effect.provide(RateLimiterStore.layerMemory))
+      const first = yield* limiter.acquire
+      const waiter = yield* Effect.fork(Effect.either(limiter.acquire))
+      yield* settle
+      yield* limiter.report(first, rateLimited(5))
+      yield* TestClock.adjust("1500 millis")
+      const result = yield* Fiber.join(waiter)
+      assert(result._tag === "Left" && result.left._tag === "TokenAcquisitionTimeoutError")
+      expect(Duration.toMillis(result.left.waited)).toBeLessThanOrEqual(1500)
+    }))
+
+  it.effect("learns a hidden capacity and holds near it (simulated server, TestClock)", () =>
+    Effect.gen(function*() {
+      const store = yield* RateLimiterStore.makeMemory
+      const limiter = yield* adaptive({ limit: 100, maxWait: Duration.infinity }).pipe(
+        Effect.provideService(RateLimiterStore.RateLimiterStore, store)
+      )
+      // The server: a token bucket of 20/s with one second of burst, like TestServer's hidden capacity.
+      let capacity = 20
+      let tokens = capacity
+      let last = 0
+      const log: Array<{ t: number; ok: boolean }> = []
+      const serve = (t: number): RateLimiter.Outcome => {
+        tokens = Math.min(capacity, tokens + ((t - last) / 1000) * capacity)
+        last = t
+        if (tokens >= 1) {
+          tokens -= 1
+          log.push({ t, ok: true })
+          return { _tag: "Success", headers: {} }
+        }
+        log.push({ t, ok: false })
+        return rateLimited(Math.max(1, Math.ceil((1 - tokens) / capacity)))
+      }
+      const worker = Effect.forever(Effect.gen(function*() {
+        const permit = yield* limiter.acquire
+        const t = yield* TestClock.currentTimeMillis
+        const outcome = serve(t)
+        yield* Effect.sleep("20 millis") // the answer's latency
+        yield* limiter.report(permit, outcome)
+        if (outcome._tag === "RateLimited") yield* Effect.sleep(Option.getOrThrow(outcome.retryAfter))
+      }))
+      const workers = yield* Effect.forkAll(Array.from({ length: 10 }, () => worker))
+      const run = (seconds: number) => Effect.repeatN(TestClock.adjust("50 millis"), seconds * 20 - 1)
+      const measure = (from: number, to: number, cap: number) => {
+        const window = log.filter((x) => x.t >= from && x.t < to)
+        const ok = window.filter((x) => x.ok).length
+        return { goodput: ok / ((to - from) / 1000) / cap, share429: (window.length - ok) / window.length }
+      }
+      yield* run(15)
+      const steady = measure(5_000, 15_000, 20)
+      capacity = 10
+      tokens = Math.min(tokens, capacity)
+      yield* run(15)
+      const afterStep = measure(19_000, 30_000, 10)
+      yield* Fiber.interrupt(workers)
+      // the targets: from 5 s after start ≥ 90 % goodput, ≤ 5 % 429s; from 4 s after a step down ≥ 85 %, ≤ 10 %
+      expect(steady.goodput).toBeGreaterThanOrEqual(0.9)
+      expect(steady.share429).toBeLessThanOrEqual(0.05)
+      expect(afterStep.goodput).toBeGreaterThanOrEqual(0.85)
+      expect(afterStep.share429).toBeLessThanOrEqual(0.1)
+    }))
+})
+
+describe("RateLimiter.limit on any HttpClient", () => {
+  it.effect("postOnly applies to POST only", () =>
+    Effect.sync(() => {
+      expect(RateLimiter.postOnly({ method: "POST" } as never)).toBe(true)
+      expect(RateLimiter.postOnly({ method: "GET" } as never)).toBe(false)
+    }))
+})
+
