@@ -118,6 +118,8 @@ export interface Route {
   readonly latency?: Latency | undefined
   /** Require `Authorization: Bearer <token>` with a live token from the OAuth endpoint (401 otherwise). */
   readonly requireAuth?: boolean | undefined
+  /** Answer this share of requests (0-1) with `reply` instead, drawn from a seeded generator. */
+  readonly randomFaults?: { readonly probability: number; readonly reply: Reply; readonly seed?: number | undefined } | undefined
 }
 
 export interface OAuth {
@@ -142,6 +144,8 @@ export interface Options {
   readonly oauth?: OAuth | undefined
   /** More header names to mask in the request log. */
   readonly secretHeaders?: ReadonlyArray<string> | undefined
+  /** Requests the log keeps (the oldest go first); counters count them all. Default 10,000. */
+  readonly logLimit?: number | undefined
 }
 
 /** One request as the server saw it. Secrets in headers and token-request bodies are masked. */

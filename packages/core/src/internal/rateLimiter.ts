@@ -194,8 +194,8 @@ export const makeTokenBucket = (options: RL.TokenBucketOptions): Effect.Effect<R
  * `Retry-After` pauses every caller sharing the limiter, queued ones too
  * (the queue moves back as a whole). `RateLimit-Remaining: 0` with a reset
  * pauses until the reset, before any 429. Growth happens only while demand
- * is at the limit (a caller had to wait in the last second), starts slowly
- * after a decrease, and reaches `recovery` per second after 20 s. 5xx and
+ * is at the limit (a caller had to wait in the last second), starts 2 s
+ * after a decrease, and reaches `recovery` per second 5 s later. 5xx and
  * transport errors change nothing.
  */
 export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Service, never, RateLimiterStore> =>
@@ -245,7 +245,7 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
         const t = localNow()
         const rate = permit.rate ?? maxRate
         if (t - saturatedAt < 1000 && t - lastGrowthAt >= 100 && rate < maxRate) {
-          const ramp = Math.min(1, Math.max(0, (t - lastDecreaseAt - 2000) / 20_000))
+          const ramp = Math.min(1, Math.max(0, (t - lastDecreaseAt - 2000) / 5_000))
           const next = Math.min(maxRate, rate + rate * recovery * ramp * Math.min(1, (t - lastGrowthAt) / 1000))
           lastGrowthAt = t
           if (next > rate) effects.push(store.adjust(key, { _tag: "SetRate", rate: next }), Metric.set(rateGauge, next))

@@ -126,6 +126,15 @@ interface RouteState {
   readonly route: TS.Route
   readonly script: Array<TS.Reply>
   quota: Quota | undefined
+  readonly random: () => number
+}
+
+/** A small seeded generator, so random faults repeat run to run. */
+const mulberry32 = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 
 const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
@@ -174,6 +183,11 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           throw configError(`${where}: path must start with "/"`)
         }
         route.script?.forEach((r, j) => validateReply(r, `${where}.script[${j}]`))
+        if (route.randomFaults) {
+          const p = route.randomFaults.probability
+          if (!(p >= 0 && p <= 1)) throw configError(`${where}: randomFaults.probability must be between 0 and 1 (got ${p})`)
+          validateReply(route.randomFaults.reply, `${where}.randomFaults.reply`)
+        }
         if (route.then) validateReply(route.then, `${where}.then`)
         if (route.capacity) validateCapacity(route.capacity, where)
         millis(route.latency?.base, `${where}.latency.base`)
@@ -181,7 +195,8 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         routes.push({
           route,
           script: [...(route.script ?? [])],
-          quota: route.capacity ? new Quota(route.capacity, now()) : undefined
+          quota: route.capacity ? new Quota(route.capacity, now()) : undefined,
+          random: mulberry32(route.randomFaults?.seed ?? 42)
         })
       }
       if (opts.oauth) {
@@ -193,6 +208,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       if (e instanceof TestServerConfigError) return yield* Effect.fail(e)
       throw e
     }
+    const logLimit = opts.logLimit ?? 10_000
     const oauthPath = opts.oauth?.path ?? "/oauth/token"
     const oauthScript: Array<TS.Reply> = [...(opts.oauth?.script ?? [])]
     const secretHeaders = new Set([...SECRET_HEADERS, ...(opts.secretHeaders ?? []).map((h) => h.toLowerCase())])
@@ -407,6 +423,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         }
         total++
         log.push(entry)
+        if (log.length > logLimit) log.splice(0, log.length - logLimit)
         perRoute[path] = (perRoute[path] ?? 0) + 1
         if (waiters.length > 0) {
           const ready = waiters.filter((w) => w.n <= total)
@@ -440,6 +457,9 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           if (wait !== undefined) {
             reply = { status: 429, retryAfter: Math.max(1, Math.ceil(wait / 1000)), json: { error: "rate_limited" } }
           }
+        }
+        if (reply === undefined && route.randomFaults && state.random() < route.randomFaults.probability) {
+          reply = route.randomFaults.reply
         }
         reply ??= state.script.shift() ?? route.then ?? { echo: true }
         const latency = route.latency

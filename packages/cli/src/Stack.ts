@@ -1,0 +1,145 @@
+/**
+ * The Sluice stack the CLI runs requests through, built from its options:
+ * `NodeTransport` → auth → limiter → retry → `ApiClient`.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
+import { NodeTransport } from "@sluice/node"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type { Rate } from "./Spec.js"
+
+export const AuthKind = Schema.Literal("none", "bearer", "api-key", "client-credentials", "command", "env")
+export type AuthKind = typeof AuthKind.Type
+
+export interface AuthOptions {
+  readonly kind: AuthKind
+  readonly token?: Redacted.Redacted<string> | undefined
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly apiKeyHeader?: string | undefined
+  readonly clientId?: string | undefined
+  readonly clientSecret?: Redacted.Redacted<string> | undefined
+  readonly tokenUrl?: string | undefined
+  readonly scope?: string | undefined
+  readonly audience?: string | undefined
+  readonly command?: string | undefined
+}
+
+export interface StackOptions {
+  readonly baseUrl: string
+  readonly auth: AuthOptions
+  readonly rate?: Rate | undefined
+  readonly burst?: number | undefined
+  readonly adaptive: boolean
+  readonly maxWait: Duration.Duration
+  readonly concurrency: number
+  readonly retries: number
+  readonly maxRetryAfter: Duration.Duration
+  readonly timeout: Duration.Duration
+}
+
+/** A bad combination of options: the message says what to change. */
+export class UsageError extends Schema.TaggedError<UsageError>("@sluice/cli/UsageError")("UsageError", {
+  message: Schema.String
+}) {}
+
+/** Counts HTTP exchanges (attempts) and remembers the last status, per batch item. */
+export interface AttemptLog {
+  attempts: number
+  status: number | undefined
+}
+export const currentAttemptLog = FiberRef.unsafeMake<AttemptLog | undefined>(undefined)
+
+const countAttempts = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  HttpClient.tap(
+    HttpClient.tapRequest(client, () =>
+      Effect.map(FiberRef.get(currentAttemptLog), (log) => {
+        if (log) log.attempts++
+      })),
+    (response) =>
+      Effect.map(FiberRef.get(currentAttemptLog), (log) => {
+        if (log) log.status = response.status
+      })
+  )
+
+const need = <A>(value: A | undefined, message: string): Effect.Effect<A, UsageError> =>
+  value === undefined ? Effect.fail(new UsageError({ message })) : Effect.succeed(value)
+
+const authLayer = (auth: AuthOptions) =>
+  Effect.gen(function*() {
+    switch (auth.kind) {
+      case "none":
+        return Layer.empty as Layer.Layer<never, never, never>
+      case "bearer":
+        return AuthProvider.layerBearer(yield* need(auth.token, "--auth bearer needs --token (or use --auth env with SLUICE_AUTH_BEARER_TOKEN)"))
+      case "api-key":
+        return AuthProvider.layerApiKey(
+          yield* need(auth.apiKey, "--auth api-key needs --api-key (or use --auth env with SLUICE_API_KEY)"),
+          auth.apiKeyHeader ?? "X-API-Key"
+        )
+      case "client-credentials":
+        return ClientCredentials.layer({
+          tokenUrl: yield* need(auth.tokenUrl, "--auth client-credentials needs --token-url"),
+          clientId: yield* need(auth.clientId, "--auth client-credentials needs --client-id"),
+          clientSecret: yield* need(auth.clientSecret, "--auth client-credentials needs --client-secret (or SLUICE_AUTH_CLIENT_SECRET with --auth env)"),
+          scope: auth.scope,
+          audience: auth.audience
+        })
+      case "command":
+        return CommandAuth.layer({ command: yield* need(auth.command, "--auth command needs --auth-command") }).pipe(
+          Layer.provide(NodeContext.layer)
+        )
+      case "env":
+        return AuthEnvironment.layer().pipe(Layer.provide(NodeContext.layer))
+    }
+  })
+
+/** The full stack as one layer providing `ApiClient`. */
+export const layer = (options: StackOptions) =>
+  Effect.gen(function*() {
+    if (!(options.concurrency >= 1)) return yield* new UsageError({ message: "--concurrency must be at least 1" })
+    if (!(options.retries >= 0)) return yield* new UsageError({ message: "--retries must be 0 or more" })
+    const auth = yield* authLayer(options.auth)
+    const limiter: Layer.Layer<RateLimiter.RateLimiter, never, RateLimiterStore.RateLimiterStore> | undefined =
+      options.rate === undefined
+        ? options.adaptive
+          ? yield* new UsageError({ message: "--adaptive needs --rate: the most the server may get, e.g. --rate 50/1s" })
+          : undefined
+        : options.adaptive
+        ? RateLimiter.layerAdaptive({ limit: options.rate.limit, window: options.rate.window, maxWait: options.maxWait })
+        : RateLimiter.layerTokenBucket({
+          limit: options.rate.limit,
+          window: options.rate.window,
+          burst: options.burst,
+          maxWait: options.maxWait
+        })
+    const retry = Retry.layer({
+      maxAttempts: options.retries + 1,
+      maxRetryAfter: options.maxRetryAfter,
+      retryTokenTimeouts: true
+    })
+    const services = Layer.mergeAll(
+      retry,
+      limiter ? limiter.pipe(Layer.provide(RateLimiterStore.layerMemory)) : Layer.empty,
+      auth
+    )
+    return ApiClient.layer({
+      baseUrl: options.baseUrl,
+      timeout: options.timeout,
+      transformClient: countAttempts
+    }).pipe(
+      Layer.provide(services),
+      Layer.provide(NodeTransport.layer({ connections: Math.max(8, options.concurrency) }))
+    )
+  })
+
+export const redactedOption = (o: Option.Option<string>) => Option.map(o, Redacted.make)
+void Duration

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+/**
+ * The `sluice` command line.
+ *
+ *   sluice demo [--requests 2000] [--capacity 100] [--concurrency 16] [--chart FILE]
+ *   sluice run --base-url URL --input requests.jsonl --output results.jsonl [options]
+ *
+ * @since 0.1.0
+ */
+import * as CliCommand from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Batch from "./Batch.js"
+import * as Demo from "./Demo.js"
+import * as Spec from "./Spec.js"
+import * as Stack from "./Stack.js"
+
+const log = (line: string) => process.stderr.write(`${line}\n`)
+const tty = process.stderr.isTTY === true
+
+const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
+
+const duration = (name: string, fallback: string) =>
+  Options.text(name).pipe(
+    Options.withDefault(fallback),
+    Options.mapEffect((s) => Either.mapLeft(Spec.parseDuration(s), invalid))
+  )
+
+const demo = CliCommand.make(
+  "demo",
+  {
+    requests: Options.integer("requests").pipe(Options.withDefault(2000), Options.withDescription("requests to send")),
+    capacity: Options.integer("capacity").pipe(Options.withDefault(100), Options.withDescription("the server's hidden capacity, req/s")),
+    concurrency: Options.integer("concurrency").pipe(Options.withDefault(16)),
+    chart: Options.text("chart").pipe(Options.optional, Options.withDescription("where to write the SVG chart"))
+  },
+  (o) =>
+    Effect.scoped(Demo.run({
+      requests: o.requests,
+      capacity: o.capacity,
+      concurrency: o.concurrency,
+      chart: Option.getOrUndefined(o.chart),
+      tty,
+      log
+    })).pipe(
+      Effect.flatMap((r) => r.failed > 0 ? Effect.sync(() => void (process.exitCode = 1)) : Effect.void)
+    )
+).pipe(CliCommand.withDescription("Run the whole stack against an embedded fault-injecting server"))
+
+const secretOption = (name: string) => Options.redacted(name).pipe(Options.optional)
+const textOption = (name: string) => Options.text(name).pipe(Options.optional)
+
+const run = CliCommand.make(
+  "run",
+  {
+    baseUrl: Options.text("base-url"),
+    input: Options.text("input"),
+    output: Options.text("output"),
+    auth: Options.choice("auth", ["none", "bearer", "api-key", "client-credentials", "command", "env"]).pipe(
+      Options.withDefault("none" as const)
+    ),
+    token: secretOption("token"),
+    apiKey: secretOption("api-key"),
+    apiKeyHeader: textOption("api-key-header"),
+    clientId: textOption("client-id"),
+    clientSecret: secretOption("client-secret"),
+    tokenUrl: textOption("token-url"),
+    scope: textOption("scope"),
+    audience: textOption("audience"),
+    authCommand: textOption("auth-command"),
+    rate: Options.text("rate").pipe(
+      Options.mapEffect((s) => Either.mapLeft(Spec.parseRate(s), invalid)),
+      Options.optional
+    ),
+    burst: Options.integer("burst").pipe(Options.optional),
+    adaptive: Options.boolean("adaptive"),
+    maxWait: duration("max-wait", "45s"),
+    concurrency: Options.integer("concurrency").pipe(Options.withDefault(8)),
+    retries: Options.integer("retries").pipe(Options.withDefault(3)),
+    maxRetryAfter: duration("max-retry-after", "1m"),
+    redis: textOption("redis"),
+    timeout: duration("timeout", "10s")
+  },
+  (o) =>
+    Effect.gen(function*() {
+      if (Option.isSome(o.redis)) {
+        return yield* new Stack.UsageError({
+          message: "--redis is not available yet: @sluice/redis is still being built. Run without it for a per-process limit."
+        })
+      }
+      const stack = yield* Stack.layer({
+        baseUrl: o.baseUrl,
+        auth: {
+          kind: o.auth,
+          token: Option.getOrUndefined(o.token),
+          apiKey: Option.getOrUndefined(o.apiKey),
+          apiKeyHeader: Option.getOrUndefined(o.apiKeyHeader),
+          clientId: Option.getOrUndefined(o.clientId),
+          clientSecret: Option.getOrUndefined(o.clientSecret),
+          tokenUrl: Option.getOrUndefined(o.tokenUrl),
+          scope: Option.getOrUndefined(o.scope),
+          audience: Option.getOrUndefined(o.audience),
+          command: Option.getOrUndefined(o.authCommand)
+        },
+        rate: Option.getOrUndefined(o.rate),
+        burst: Option.getOrUndefined(o.burst),
+        adaptive: o.adaptive,
+        maxWait: o.maxWait,
+        concurrency: o.concurrency,
+        retries: o.retries,
+        maxRetryAfter: o.maxRetryAfter,
+        timeout: o.timeout
+      })
+      const summary = yield* Effect.scoped(
+        Batch.run({ input: o.input, output: o.output, concurrency: o.concurrency, grace: Duration.seconds(30), tty, log }).pipe(
+          Effect.provide(stack)
+        )
+      )
+      log(
+        `${summary.ok} succeeded, ${summary.failed} failed, ${summary.invalid} invalid lines, ${summary.skipped} already recorded ` +
+          `(of ${summary.total}) in ${summary.seconds.toFixed(1)} s; results in ${o.output}`
+      )
+      if (summary.interrupted) {
+        log(`interrupted: re-run the same command to send the requests not yet recorded in ${o.output}`)
+        process.exitCode = 130
+      } else if (summary.failed > 0 || summary.invalid > 0) {
+        process.exitCode = 1
+      }
+    })
+).pipe(CliCommand.withDescription("Send a JSONL batch of requests through the stack, resumably"))
+
+const sluice = CliCommand.make("sluice").pipe(CliCommand.withSubcommands([demo, run]))
+
+const cli = CliCommand.run(sluice, { name: "sluice", version: "0.1.0" })
+
+Effect.runPromiseExit(cli(process.argv).pipe(Effect.provide(Layer.merge(NodeContext.layer, Layer.empty)))).then((exit) => {
+  if (Exit.isFailure(exit)) {
+    const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+    // @effect/cli has printed its own validation errors already.
+    if (failure !== undefined && typeof failure === "object" && "_tag" in failure && (failure as { _tag: string })._tag !== "ValidationError"
+      && !(Array.isArray(failure))) {
+      log(`sluice: ${(failure as { message?: string }).message ?? String(failure)}`)
+    } else if (failure === undefined) {
+      log(`sluice: ${String(exit.cause)}`)
+    }
+    process.exitCode = process.exitCode && process.exitCode !== 0 ? process.exitCode : 2
+  }
+})

@@ -1,0 +1,183 @@
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "@effect/vitest"
+import { TestServer } from "@sluice/testing"
+import * as Effect from "effect/Effect"
+
+const bin = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../dist/bin.js")
+
+interface Result {
+  readonly code: number | null
+  readonly signal: string | null
+  readonly stderr: string
+  readonly stdout: string
+}
+
+/** Runs the built `sluice` binary; `onSpawn` may signal it. */
+const sluice = (args: ReadonlyArray<string>, onSpawn?: (child: ChildProcess.ChildProcess) => void) =>
+  Effect.async<Result>((resume) => {
+    if (!Fs.existsSync(bin)) throw new Error(`${bin} is missing: run pnpm build (pnpm test builds first)`)
+    const child = ChildProcess.spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout!.on("data", (d) => (stdout += d))
+    child.stderr!.on("data", (d) => (stderr += d))
+    child.on("close", (code, signal) => resume(Effect.succeed({ code, signal, stdout, stderr })))
+    onSpawn?.(child)
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "sluice-run-"))
+const jsonl = (rows: ReadonlyArray<unknown>) => rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n"
+const readOutput = (file: string) =>
+  Fs.readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, any>)
+const requests = (n: number, extra: Record<string, unknown> = {}) =>
+  Array.from({ length: n }, (_, i) => ({ id: `r${i}`, method: "POST", path: "/items", body: { i }, idempotencyKey: `k${i}`, ...extra }))
+
+describe("sluice run (built binary, real server)", () => {
+  it.live("a batch through 429s with Retry-After completes with every id exactly once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", capacity: { rate: 40, burst: 5 }, then: { json: { ok: true } } }] })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(60)))
+      const r = yield* sluice([
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--rate", "200/1s", "--concurrency", "8", "--retries", "6"
+      ])
+      expect(r.code).toBe(0)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out).toHaveLength(60)
+      expect(new Set(out.map((o) => o.id)).size).toBe(60)
+      expect(out.every((o) => o.ok && o.status === 200)).toBe(true)
+      expect((yield* server.stats).tooManyRequests).toBeGreaterThan(0)
+      expect(out.some((o) => o.attempts > 1)).toBe(true)
+      expect(r.stderr).toContain("60 succeeded")
+    })))
+
+  it.live("killed mid-way with SIGKILL and re-run: no recorded request is sent twice", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", latency: { base: "20 millis" }, then: { json: { ok: true } } }] })
+      const dir = tmp()
+      const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "4"]
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(150)))
+      const first = yield* sluice(args, (child) => {
+        const timer = setInterval(() => {
+          if (Fs.existsSync(`${dir}/out.jsonl`) && Fs.readFileSync(`${dir}/out.jsonl`, "utf8").split("\n").length > 40) {
+            clearInterval(timer)
+            child.kill("SIGKILL")
+          }
+        }, 5)
+      })
+      expect(first.signal).toBe("SIGKILL")
+      const before = readOutput(`${dir}/out.jsonl`).map((o) => o.id as string)
+      expect(before.length).toBeGreaterThan(0)
+      expect(before.length).toBeLessThan(150)
+      const second = yield* sluice(args)
+      expect(second.code).toBe(0)
+      const after = readOutput(`${dir}/out.jsonl`)
+      expect(after).toHaveLength(150)
+      expect(new Set(after.map((o) => o.id)).size).toBe(150)
+      // count what the server received per idempotency key: recorded ones exactly once
+      const sent = new Map<string, number>()
+      for (const r of yield* server.log) {
+        const key = r.headers["idempotency-key"]!
+        sent.set(key, (sent.get(key) ?? 0) + 1)
+      }
+      for (const id of before) expect(sent.get(`k${id.slice(1)}`)).toBe(1)
+      expect(second.stderr).toContain(`${before.length} already recorded`)
+    })), 60_000)
+
+  it.live("bad lines are reported with their line numbers and recorded as failures; the batch goes on", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", then: { json: 1 } }] })
+      const dir = tmp()
+      Fs.writeFileSync(
+        `${dir}/in.jsonl`,
+        jsonl([
+          { id: "a", method: "POST", path: "/items" },
+          "{not json",
+          { id: "b", method: "TELEPORT", path: "/items" },
+          "",
+          { id: "c" },
+          { id: "a", path: "/items" },
+          { id: "d", path: "/items" }
+        ])
+      )
+      const r = yield* sluice(["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`])
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain("line 2: not JSON")
+      expect(r.stderr).toContain("line 3: not a request")
+      expect(r.stderr).toContain("line 5: not a request")
+      expect(r.stderr).toContain("line 6: duplicate id \"a\"")
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out.filter((o) => o.ok).map((o) => o.id).sort()).toEqual(["a", "d"])
+      expect(out.filter((o) => !o.ok).map((o) => o.line).sort()).toEqual([2, 3, 5, 6])
+      expect((yield* server.stats).total).toBe(2)
+    })))
+
+  it.live("auth failures are reported per request and secrets never reach the output", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        oauth: { clientId: "app", clientSecret: "right" },
+        routes: [{ path: "/items", requireAuth: true, then: { json: 1 } }]
+      })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(3)))
+      const r = yield* sluice([
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--auth", "client-credentials", "--client-id", "app", "--client-secret", "wrong-secret-value",
+        "--token-url", `${server.url}/oauth/token`
+      ])
+      expect(r.code).toBe(1)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out).toHaveLength(3)
+      for (const o of out) {
+        expect(o.ok).toBe(false)
+        expect(o.error.tag).toBe("AuthenticationError")
+        expect(o.error.message).toContain("invalid_client")
+      }
+      const everything = Fs.readFileSync(`${dir}/out.jsonl`, "utf8") + r.stderr + r.stdout
+      expect(everything).not.toContain("wrong-secret-value")
+      // a permanent refusal is not asked again for every request
+      expect((yield* server.stats).tokenRequests).toBe(1)
+    })))
+
+  it.live("SIGINT stops admitting, lets in-flight requests finish and be recorded, and says how to resume", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", latency: { base: "300 millis" }, then: { json: 1 } }] })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(50)))
+      const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "5"]
+      const r = yield* sluice(args, (child) => {
+        const timer = setInterval(() => {
+          if (Fs.existsSync(`${dir}/out.jsonl`) && Fs.readFileSync(`${dir}/out.jsonl`, "utf8").split("\n").length > 5) {
+            clearInterval(timer)
+            child.kill("SIGINT")
+          }
+        }, 5)
+      })
+      expect(r.code).toBe(130)
+      expect(r.stderr).toContain("re-run the same command")
+      const out = readOutput(`${dir}/out.jsonl`)
+      // everything the server answered was recorded: nothing in flight was abandoned
+      expect(out.length).toBe((yield* server.stats).total)
+      expect(out.length).toBeLessThan(50)
+      expect(out.every((o) => o.ok)).toBe(true)
+    })))
+
+  it.live("usage errors are clear: bad durations and rates, --adaptive without --rate", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, "")
+      const base = ["run", "--base-url", "http://127.0.0.1:1", "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`]
+      const badRate = yield* sluice([...base, "--rate", "fast"])
+      expect(badRate.code).not.toBe(0)
+      expect(badRate.stdout + badRate.stderr).toContain("N/DURATION")
+      const adaptive = yield* sluice([...base, "--adaptive"])
+      expect(adaptive.code).not.toBe(0)
+      expect(adaptive.stderr).toContain("--adaptive needs --rate")
+    }))
+})
