@@ -15,5 +15,6 @@ export default tseslint.config(
       "no-console": "error"
     }
   },
-  { files: ["packages/*/test/**", "packages/bench/**", "packages/cli/**"], rules: { "no-console": "off" } }
+  { files: ["packages/*/test/**", "packages/bench/**", "packages/cli/**"], rules: { "no-console": "off" } },
+  { files: ["**/*.mjs"], languageOptions: { globals: { process: "readonly", console: "readonly" } } }
 )

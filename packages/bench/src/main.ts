@@ -10,6 +10,8 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Effect from "effect/Effect"
+import * as Adaptive from "./adaptive.js"
 import * as Transport from "./transport.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
@@ -29,7 +31,43 @@ const startServer = () =>
 
 const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7)
+
+const adaptiveSection = async () => {
+  const options = quick
+    ? { steadySeconds: 20, stepBefore: 8, stepAfter: 12 }
+    : { steadySeconds: 60, stepBefore: 15, stepAfter: 30 }
+  process.stderr.write(`adaptive scenario: steady ${options.steadySeconds} s, then step down after ${options.stepBefore} s for ${options.stepAfter} s\n`)
+  const result = await Effect.runPromise(Adaptive.run(options))
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`
+  const conv = (x: number | undefined) => (x === undefined ? "never" : `${x} s`)
+  const lines: Array<string> = []
+  lines.push("## Scenario 2: adapting to a hidden capacity")
+  lines.push("")
+  lines.push(`Each client: 10 workers, demand far above capacity, against its own \`TestServer\` (hidden token bucket, burst one second's worth, 429 with \`Retry-After\`), all three run side by side. Targets (issue 5): steady, from 5 s: goodput ≥ 90 % of capacity with ≤ 5 % 429s; step down, from 4 s after: ≥ 85 % with ≤ 10 %. "Converged" is the first second from which every later 5-second window meets the target.`)
+  lines.push("")
+  lines.push(`### Steady: 20 req/s for ${options.steadySeconds} s (measured from 5 s)`)
+  lines.push("")
+  lines.push("| client | goodput / capacity | 429 share | converged after |")
+  lines.push("|---|---:|---:|---:|")
+  for (const r of result.steady) lines.push(`| ${r.name} | ${pct(r.goodput)} | ${pct(r.share429)} | ${conv(r.convergedAfter)} |`)
+  lines.push("")
+  lines.push(`### Step down: 100 → 10 req/s at ${options.stepBefore} s (measured from 4 s after the step, for ${options.stepAfter - 4} s)`)
+  lines.push("")
+  lines.push("| client | goodput / capacity | 429 share | converged after the step |")
+  lines.push("|---|---:|---:|---:|")
+  for (const r of result.step) lines.push(`| ${r.name} | ${pct(r.goodput)} | ${pct(r.share429)} | ${conv(r.convergedAfter)} |`)
+  lines.push("")
+  lines.push("The Effect `RateLimiter` is set by hand to the initial capacity (20, then 100): it cannot follow a change.")
+  return lines
+}
+
 const main = async () => {
+  if (only === "adaptive") {
+    const lines = await adaptiveSection()
+    process.stdout.write(lines.join("\n") + "\n")
+    return
+  }
   const server = await startServer()
   const options = { url: server.url, rounds: quick ? 1 : 3, durationMs: quick ? 1_000 : 3_000, concurrencies: [1, 64] }
   process.stderr.write(`transport scenario: ${options.rounds} rounds × ${options.durationMs} ms per client and concurrency\n`)
@@ -57,14 +95,17 @@ const main = async () => {
     const cost = 1 - at("sluice ApiClient", c) / at("sluice NodeTransport", c)
     lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second.`)
   }
+  const adaptiveLines = await adaptiveSection()
   const report = [
     "# Benchmarks",
     "",
-    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce).",
+    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce). `pnpm bench --quick` runs shorter rounds and writes nothing; `--only=adaptive` runs scenario 2 alone.",
     "",
     `Machine: ${Os.cpus().length} × ${Os.cpus()[0]?.model ?? "cpu"}, ${fmt(Os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
     "",
     ...lines,
+    "",
+    ...adaptiveLines,
     ""
   ].join("\n")
   process.stdout.write(report + "\n")

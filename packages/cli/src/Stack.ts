@@ -8,11 +8,11 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
-import * as Duration from "effect/Duration"
+import { RedisStore } from "@sluice/redis"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { Rate } from "./Spec.js"
@@ -44,6 +44,8 @@ export interface StackOptions {
   readonly retries: number
   readonly maxRetryAfter: Duration.Duration
   readonly timeout: Duration.Duration
+  /** Share the limiter's state through this Redis (`redis://…` or a unix socket path). */
+  readonly redis?: string | undefined
 }
 
 /** A bad combination of options: the message says what to change. */
@@ -126,9 +128,15 @@ export const layer = (options: StackOptions) =>
       maxRetryAfter: options.maxRetryAfter,
       retryTokenTimeouts: true
     })
+    if (options.redis !== undefined && limiter === undefined) {
+      return yield* new UsageError({ message: "--redis shares a rate limit: give one with --rate" })
+    }
+    const store = options.redis === undefined
+      ? RateLimiterStore.layerMemory
+      : RedisStore.layer(options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) })
     const services = Layer.mergeAll(
       retry,
-      limiter ? limiter.pipe(Layer.provide(RateLimiterStore.layerMemory)) : Layer.empty,
+      limiter ? limiter.pipe(Layer.provide(store)) : Layer.empty,
       auth
     )
     return ApiClient.layer({
@@ -141,5 +149,3 @@ export const layer = (options: StackOptions) =>
     )
   })
 
-export const redactedOption = (o: Option.Option<string>) => Option.map(o, Redacted.make)
-void Duration

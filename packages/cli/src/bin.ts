@@ -91,11 +91,6 @@ const run = CliCommand.make(
   },
   (o) =>
     Effect.gen(function*() {
-      if (Option.isSome(o.redis)) {
-        return yield* new Stack.UsageError({
-          message: "--redis is not available yet: @sluice/redis is still being built. Run without it for a per-process limit."
-        })
-      }
       const stack = yield* Stack.layer({
         baseUrl: o.baseUrl,
         auth: {
@@ -117,7 +112,8 @@ const run = CliCommand.make(
         concurrency: o.concurrency,
         retries: o.retries,
         maxRetryAfter: o.maxRetryAfter,
-        timeout: o.timeout
+        timeout: o.timeout,
+        redis: Option.getOrUndefined(o.redis)
       })
       const summary = yield* Effect.scoped(
         Batch.run({ input: o.input, output: o.output, concurrency: o.concurrency, grace: Duration.seconds(30), tty, log }).pipe(

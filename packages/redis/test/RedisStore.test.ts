@@ -1,0 +1,221 @@
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "@effect/vitest"
+import { RateLimiter } from "@sluice/core"
+import { TestServer } from "@sluice/testing"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import { Redis } from "ioredis"
+import { RedisStore } from "../src/index.js"
+import { TestRedis as RedisServer } from "../src/index.js"
+
+const worker = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "fixtures/worker.mjs")
+
+const runWorker = (args: ReadonlyArray<string>) =>
+  Effect.async<string>((resume) => {
+    const child = ChildProcess.spawn(process.execPath, [worker, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    let err = ""
+    child.stdout!.on("data", (d) => (out += d))
+    child.stderr!.on("data", (d) => (err += d))
+    child.on("close", (code) => resume(code === 0 ? Effect.succeed(out) : Effect.dieMessage(`worker failed (${code}): ${err}`)))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+/** Most permits in any window of `ms` milliseconds. */
+const densest = (times: ReadonlyArray<number>, ms: number) => {
+  const sorted = [...times].sort((a, b) => a - b)
+  let best = 0
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= ms) j++
+    best = Math.max(best, i - j + 1)
+  }
+  return best
+}
+
+const limiterOn = (socket: string, options: Partial<RateLimiter.TokenBucketOptions> = {}, store: Partial<RedisStore.Options> = {}) =>
+  Effect.map(
+    Layer.build(
+      RateLimiter.layerTokenBucket({ limit: 20, window: "1 second", burst: 1, key: "k", ...options }).pipe(
+        Layer.provide(RedisStore.layer({ path: socket, prefix: "test:", ...store }))
+      )
+    ),
+    (ctx) => Context.get(ctx, RateLimiter.RateLimiter)
+  )
+
+describe("RedisStore", () => {
+  it.live("real processes sharing one quota stay within it over any one-second window", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const outputs = yield* Effect.all(
+        Array.from({ length: 3 }, () => runWorker(["permits", redis.socket, "3", "30"])),
+        { concurrency: "unbounded" }
+      )
+      const times = outputs.flatMap((o) => JSON.parse(o) as Array<number>)
+      // 30/s with a burst of 1, three processes: never more than 31 in any second
+      expect(densest(times, 1000)).toBeLessThanOrEqual(31)
+      // and the quota is used: about 30/s over the time the workers overlapped, not 3 × 30
+      const span = (Math.max(...times) - Math.min(...times)) / 1000
+      expect(times.length).toBeGreaterThan(60)
+      expect(times.length).toBeLessThanOrEqual(Math.ceil(30 * span) + 2)
+    })), 30_000)
+
+  it.live("four worker processes sharing 50 req/s against the hidden-capacity route get no 429s", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const server = yield* TestServer.make({ routes: [{ path: "/api", capacity: { rate: 50 }, then: { json: 1 } }], logLimit: 10 })
+      const outputs = yield* Effect.all(
+        Array.from({ length: 4 }, () => runWorker(["api", redis.socket, "3", "50", server.url])),
+        { concurrency: "unbounded" }
+      )
+      const results = outputs.map((o) => JSON.parse(o) as { ok: number; failed: number })
+      const stats = yield* server.stats
+      expect(stats.tooManyRequests).toBe(0)
+      expect(results.reduce((a, r) => a + r.failed, 0)).toBe(0)
+      expect(results.reduce((a, r) => a + r.ok, 0)).toBeGreaterThan(100)
+    })), 30_000)
+
+  it.live("time comes from Redis: a client clock skewed by +30 s changes nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const live = yield* Effect.clock
+      const skewed: Clock.Clock = {
+        [Clock.ClockTypeId]: Clock.ClockTypeId,
+        unsafeCurrentTimeMillis: () => live.unsafeCurrentTimeMillis() + 30_000,
+        currentTimeMillis: Effect.sync(() => live.unsafeCurrentTimeMillis() + 30_000),
+        unsafeCurrentTimeNanos: () => live.unsafeCurrentTimeNanos() + 30_000_000_000n,
+        currentTimeNanos: Effect.sync(() => live.unsafeCurrentTimeNanos() + 30_000_000_000n),
+        sleep: (d) => live.sleep(d)
+      }
+      const normal = yield* limiterOn(redis.socket, { limit: 10, key: "skew" })
+      const ahead = yield* limiterOn(redis.socket, { limit: 10, key: "skew" }).pipe(Effect.withClock(skewed))
+      const times: Array<number> = []
+      const take = (l: RateLimiter.Service) =>
+        Effect.forever(Effect.zipRight(l.acquire, Effect.sync(() => times.push(Date.now()))))
+      yield* Effect.all([take(normal), take(ahead).pipe(Effect.withClock(skewed))], { concurrency: "unbounded" }).pipe(
+        Effect.timeout("2 seconds"),
+        Effect.ignore
+      )
+      expect(densest(times, 1000)).toBeLessThanOrEqual(11)
+      expect(times.length).toBeGreaterThanOrEqual(15)
+    })))
+
+  it.live("concurrent reservations never double-grant a slot", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const a = yield* RedisStore.make({ path: redis.socket, prefix: "t:" })
+      const b = yield* RedisStore.make({ path: redis.socket, prefix: "t:" })
+      const options = { intervalMillis: 10, burst: 1, maxWaitMillis: Infinity }
+      const reservations = yield* Effect.all(
+        Array.from({ length: 300 }, (_, i) => (i % 2 ? a : b).reserve("slots", options)),
+        { concurrency: "unbounded" }
+      )
+      const slots = reservations.map((r) => (r._tag === "Reserved" ? r.slot : -1))
+      expect(slots.includes(-1)).toBe(false)
+      expect(new Set(slots).size).toBe(300)
+      const sorted = [...slots].sort((x, y) => x - y)
+      for (let i = 1; i < sorted.length; i++) expect(sorted[i]! - sorted[i - 1]!).toBeGreaterThanOrEqual(10 - 1e-6)
+    })))
+
+  it.live("every key has a TTL, and the prefix is applied", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const store = yield* RedisStore.make({ path: redis.socket, prefix: "ttl-test:", idleTtlMillis: 60_000 })
+      yield* store.reserve("a", { intervalMillis: 100, burst: 1, maxWaitMillis: Infinity })
+      yield* store.adaptiveState("b", 10)
+      yield* store.adjust("b", { _tag: "Pause", pauseMillis: 5_000 })
+      yield* store.recordSuccess("b")
+      const client = new Redis({ path: redis.socket })
+      const keys = yield* Effect.promise(() => client.keys("*"))
+      expect(keys.sort()).toEqual(["ttl-test:a:state", "ttl-test:b:ok", "ttl-test:b:state"])
+      for (const key of keys) {
+        const ttl = yield* Effect.promise(() => client.pttl(key))
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(66_000)
+      }
+      yield* Effect.promise(() => client.quit())
+    })))
+
+  it.live("keys expire once idle", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const store = yield* RedisStore.make({ path: redis.socket, prefix: "exp:", idleTtlMillis: 150 })
+      yield* store.reserve("a", { intervalMillis: 10, burst: 1, maxWaitMillis: Infinity })
+      const client = new Redis({ path: redis.socket })
+      expect(yield* Effect.promise(() => client.exists("exp:a:state"))).toBe(1)
+      yield* Effect.sleep("400 millis")
+      expect(yield* Effect.promise(() => client.exists("exp:a:state"))).toBe(0)
+      yield* Effect.promise(() => client.quit())
+    })))
+
+  it.live("adaptive: one replica's 429 with Retry-After slows every replica", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const replica = () =>
+        Effect.map(
+          Layer.build(RateLimiter.layerAdaptive({ limit: 100, window: "1 second", key: "ad" }).pipe(
+            Layer.provide(RedisStore.layer({ path: redis.socket, prefix: "ad:" }))
+          )),
+          (ctx) => Context.get(ctx, RateLimiter.RateLimiter)
+        )
+      const a = yield* replica()
+      const b = yield* replica()
+      const permit = yield* a.acquire
+      yield* a.report(permit, { _tag: "RateLimited", retryAfter: Option.some(Duration.seconds(1)), headers: {} })
+      const started = Date.now()
+      yield* b.acquire
+      // b waited out the pause a learned of (1 s, plus at most 10 % jitter)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900)
+      const state = yield* Effect.flatMap(RedisStore.make({ path: redis.socket, prefix: "ad:" }), (s) => s.adaptiveState("ad", 100))
+      expect(state.epoch).toBe(1)
+      expect(state.rate).toBeLessThan(100)
+    })))
+
+  it.live("Redis killed: fail closed at once with a typed error (never hang), and recover when it returns", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const limiter = yield* limiterOn(redis.socket, { limit: 1000, burst: 1000, key: "outage" })
+      yield* limiter.acquire
+      yield* redis.kill
+      const started = Date.now()
+      const error = yield* Effect.flip(limiter.acquire)
+      expect(error._tag).toBe("RateLimiterStoreError")
+      expect(Date.now() - started).toBeLessThan(3_000)
+      yield* redis.restart
+      // ioredis reconnects in the background; the limiter works again without being rebuilt
+      yield* limiter.acquire.pipe(Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(100)))))
+    })), 30_000)
+
+  it.live("fallback policy: while Redis is away, a local limiter at 1/N of the rate", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const limiter = yield* limiterOn(
+        redis.socket,
+        { limit: 40, burst: 1, key: "fb" },
+        { onUnavailable: { fallback: "local", processes: 4 } }
+      )
+      yield* redis.kill
+      const times: Array<number> = []
+      yield* Effect.forever(Effect.zipRight(limiter.acquire, Effect.sync(() => times.push(Date.now())))).pipe(
+        Effect.timeout("1500 millis"),
+        Effect.ignore
+      )
+      // 40/s shared by 4 processes: this one alone gets about 10/s
+      expect(times.length).toBeGreaterThanOrEqual(10)
+      expect(times.length).toBeLessThanOrEqual(17)
+    })), 30_000)
+
+  it.effect("a missing address is a typed error", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(Effect.scoped(RedisStore.make({})))
+      expect(e._tag).toBe("RateLimiterStoreError")
+      expect(e.message).toContain("url")
+    }))
+})
+
