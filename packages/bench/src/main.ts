@@ -12,6 +12,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Adaptive from "./adaptive.js"
+import * as Redis from "./redis.js"
 import * as Transport from "./transport.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
@@ -62,7 +63,29 @@ const adaptiveSection = async () => {
   return lines
 }
 
+const redisSection = async () => {
+  const seconds = quick ? 2 : 5
+  process.stderr.write(`redis scenario: ${seconds} s per fleet\n`)
+  const r = await Effect.runPromise(Redis.run({ seconds }))
+  const lines: Array<string> = []
+  lines.push("## Scenario 3: one quota in Redis, shared by processes")
+  lines.push("")
+  lines.push(`Each process takes permits in a loop from \`RateLimiter.layerTokenBucket\` over \`RedisStore\` (a private \`redis-server\` on a unix socket), ${seconds} s per fleet. Throughput: a quota far above demand, so each acquisition is one script round trip. Accuracy: a shared 200/s quota, burst 1, measured over the seconds all processes ran.`)
+  lines.push("")
+  lines.push("| processes | acquisitions/s (all) | p50 ms | p99 ms | admitted at 200/s | error |")
+  lines.push("|---:|---:|---:|---:|---:|---:|")
+  r.throughput.forEach((t, i) => {
+    const a = r.accuracy[i]!
+    lines.push(`| ${t.processes} | ${fmt(t.perSecond)} | ${fmt(t.p50, 3)} | ${fmt(t.p99, 3)} | ${fmt(a.admittedRate, 1)}/s | ${fmt((100 * (a.admittedRate - 200)) / 200, 1)} % |`)
+  })
+  return lines
+}
+
 const main = async () => {
+  if (only === "redis") {
+    process.stdout.write((await redisSection()).join("\n") + "\n")
+    return
+  }
   if (only === "adaptive") {
     const lines = await adaptiveSection()
     process.stdout.write(lines.join("\n") + "\n")
@@ -96,16 +119,19 @@ const main = async () => {
     lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second.`)
   }
   const adaptiveLines = await adaptiveSection()
+  const redisLines = await redisSection()
   const report = [
     "# Benchmarks",
     "",
-    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce). `pnpm bench --quick` runs shorter rounds and writes nothing; `--only=adaptive` runs scenario 2 alone.",
+    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce). `pnpm bench --quick` runs shorter rounds and writes nothing; `--only=adaptive` or `--only=redis` runs one scenario alone.",
     "",
     `Machine: ${Os.cpus().length} × ${Os.cpus()[0]?.model ?? "cpu"}, ${fmt(Os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
     "",
     ...lines,
     "",
     ...adaptiveLines,
+    "",
+    ...redisLines,
     ""
   ].join("\n")
   process.stdout.write(report + "\n")

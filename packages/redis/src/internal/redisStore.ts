@@ -152,9 +152,17 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
       catch: (cause) => storeError(`cannot connect to Redis: ${(cause as Error).message}`, cause)
     })
 
+    // defineCommand sends each script once and then calls it by its SHA (EVALSHA), reloading it if Redis forgot it.
+    const scripts = { RESERVE, RELEASE, OWED, STATE, ADJUST, RECORD_SUCCESS, SUCCESSES_SINCE, TIME }
+    const names = new Map<string, string>()
+    for (const [name, lua] of Object.entries(scripts)) {
+      const command = `sluice_${name.toLowerCase()}`
+      redis.defineCommand(command, { numberOfKeys: name === "TIME" ? 0 : 1, lua })
+      names.set(lua, command)
+    }
     const script = <A>(source: string, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
       Effect.tryPromise({
-        try: () => redis.eval(source, keys.length, ...keys, ...args) as Promise<A>,
+        try: () => (redis as unknown as Record<string, (...a: Array<string | number>) => Promise<A>>)[names.get(source)!]!(...keys, ...args),
         catch: (cause) => storeError(`Redis: ${(cause as Error).message}`, cause)
       }).pipe(
         Effect.timeoutFail({ duration: commandTimeout + 100, onTimeout: () => storeError("Redis did not answer in time") })
