@@ -103,20 +103,21 @@ const main = async () => {
   lines.push("")
   lines.push(`GET of a small JSON body from a keep-alive loopback server in its own process; ${options.rounds} interleaved rounds of ${options.durationMs / 1000} s per client and concurrency, medians. Ratios are to raw undici in the same run.`)
   lines.push("")
-  lines.push("| client | c | req/s | × raw undici | p50 ms | p99 ms |")
-  lines.push("|---|---:|---:|---:|---:|---:|")
+  lines.push("| client | c | req/s | × raw undici | client CPU µs/req | p50 ms | p99 ms |")
+  lines.push("|---|---:|---:|---:|---:|---:|---:|")
   for (const c of options.concurrencies) {
     for (const row of rows) {
       const r = row.byConcurrency[c]!
       const ratio = r.rps / base.byConcurrency[c]!.rps
-      lines.push(`| ${row.name} | ${c} | ${fmt(r.rps)} | ${fmt(ratio, 2)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} |`)
+      lines.push(`| ${row.name} | ${c} | ${fmt(r.rps)} | ${fmt(ratio, 2)} | ${fmt(r.cpu)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} |`)
     }
   }
-  const at = (name: string, c: number) => rows.find((r) => r.name.startsWith(name))!.byConcurrency[c]!.rps
+  const at = (name: string, c: number) => rows.find((r) => r.name.startsWith(name))!.byConcurrency[c]!
   lines.push("")
   for (const c of options.concurrencies) {
-    const cost = 1 - at("sluice ApiClient", c) / at("sluice NodeTransport", c)
-    lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second.`)
+    const cost = 1 - at("sluice ApiClient", c).rps / at("sluice NodeTransport", c).rps
+    const cpu = at("sluice ApiClient", c).cpu / at("sluice NodeTransport", c).cpu - 1
+    lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second, ${fmt(cpu * 100, 1)} % more client CPU per request (target: 10 % at c=64, 5 % at c=1).`)
   }
   const adaptiveLines = await adaptiveSection()
   const redisLines = await redisSection()

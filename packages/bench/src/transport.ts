@@ -77,14 +77,17 @@ export const run = async (options: Options) => {
     ["sluice ApiClient (GET JSON)", effectRunner(effectLoops(api.get("/items")))]
   ]
 
-  const results: Record<string, Record<number, Array<Sample>>> = {}
+  const results: Record<string, Record<number, Array<Sample & { readonly cpuMicros: number }>>> = {}
   // warm-up: connections, JIT
   for (const [, runner] of runners) await runner(8, 300)
   for (let round = 0; round < options.rounds; round++) {
     for (const c of options.concurrencies) {
       for (const [name, runner] of runners) {
+        const cpu0 = process.cpuUsage()
         const sample = await runner(c, options.durationMs)
-        ;((results[name] ??= {})[c] ??= []).push(sample)
+        const cpu = process.cpuUsage(cpu0)
+        // client-process CPU per request: steadier than throughput on a shared machine
+        ;((results[name] ??= {})[c] ??= []).push({ ...sample, cpuMicros: (cpu.user + cpu.system) / Math.max(1, sample.requests) })
       }
     }
   }
@@ -97,6 +100,7 @@ export const run = async (options: Options) => {
       const samples = results[name]![c]!
       return [c, {
         rps: median(samples.map((s) => s.rps)),
+        cpu: median(samples.map((s) => s.cpuMicros)),
         p50: median(samples.map((s) => s.p50)),
         p99: median(samples.map((s) => s.p99))
       }]

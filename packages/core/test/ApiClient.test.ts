@@ -197,6 +197,28 @@ describe("ApiClient", () => {
       expect(error.timeout).toEqual(Duration.seconds(10))
     }))
 
+  it.live("on the live clock the timeout aborts the request: no answer, or a body that stalls", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api, server } = yield* setup(
+        {
+          routes: [
+            { path: "/hang", then: TestServer.fault("hang") },
+            { path: "/stall", then: { chunks: ["{\"a\":", "1}"], chunkDelay: "1 minute" } }
+          ]
+        },
+        { timeout: "200 millis" }
+      )
+      for (const path of ["/hang", "/stall"]) {
+        const started = Date.now()
+        const error = yield* Effect.flip(api.get(path))
+        assert(error._tag === "RequestTimeoutError")
+        expect(error.phase).toBe("total")
+        expect(Date.now() - started).toBeLessThan(2_000)
+      }
+      // both requests were aborted: the server sees the client go away before its answer was complete
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.abandoned === 2)))
+    })))
+
   it.scoped("bad input is a typed RequestEncodeError, not a defect", () =>
     Effect.gen(function*() {
       const { api } = yield* setup({ routes: [] })

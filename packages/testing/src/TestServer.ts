@@ -169,6 +169,8 @@ export interface Stats {
   readonly tokensIssued: number
   readonly connectionsOpened: number
   readonly connectionsOpen: number
+  /** Requests whose client went away (closed or reset the connection) before the answer was complete. */
+  readonly abandoned: number
 }
 
 export interface TestServer {

@@ -5,11 +5,14 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type { HttpMethod } from "@effect/platform/HttpMethod"
+import * as TraceContext from "@effect/platform/HttpTraceContext"
 import * as UrlParams from "@effect/platform/UrlParams"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { constTrue } from "effect/Function"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -86,14 +89,20 @@ export const make = (
   if (options.headers) defaults = Headers.merge(defaults, Headers.fromInput(options.headers))
   if (options.apiKey !== undefined) defaults = Headers.set(defaults, apiKeyHeader, Redacted.value(options.apiKey))
 
-  let client: HttpClient.HttpClient = base
-  if (options.followRedirects !== undefined && options.followRedirects !== false) {
-    client = Redirects.follow({
-      maxRedirects: options.followRedirects === true ? 10 : options.followRedirects,
-      sensitiveHeaders: options.apiKey !== undefined ? [apiKeyHeader] : []
-    })(client)
+  const decorate = (inner: HttpClient.HttpClient): HttpClient.HttpClient => {
+    let c = inner
+    if (options.followRedirects !== undefined && options.followRedirects !== false) {
+      c = Redirects.follow({
+        maxRedirects: options.followRedirects === true ? 10 : options.followRedirects,
+        sensitiveHeaders: options.apiKey !== undefined ? [apiKeyHeader] : []
+      })(c)
+    }
+    return options.transformClient ? options.transformClient(c) : c
   }
-  if (options.transformClient) client = options.transformClient(client)
+  const client = decorate(base)
+  // One span per request: ApiClient's own (method, URL template, status), which also propagates the
+  // trace headers; the platform's per-attempt client span is switched off for these requests.
+  const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
 
   // The platform redacts authorization and x-api-key in logs and spans already; other secret headers are registered.
   const extraSecrets = [
@@ -226,7 +235,7 @@ export const make = (
 
   const send = (request: HttpClientRequest.HttpClientRequest) =>
     Effect.mapError(
-      client.execute(request),
+      traced.execute(request),
       (error) => fromHttpClientError(error, request.method, request.url)
     )
 
@@ -312,17 +321,21 @@ export const make = (
     const req = built
     const url = req.url
     const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
-    return obtain(req, (response): Effect.Effect<A, ApiClient.ApiClient.Error> =>
-      response.status >= 200 && response.status < 300
-        ? decodeBody(response, method, url, decode)
-        : failStatus(response, method, url)).pipe(
-        registerRedacted,
-        Effect.withSpan(`sluice ${method} ${path}`, {
-          kind: "client",
-          captureStackTrace: false,
-          attributes: { "http.request.method": method, "url.template": path }
-        })
-      )
+    return Effect.useSpan(
+      `sluice ${method} ${path}`,
+      { kind: "client", captureStackTrace: false, attributes: { "http.request.method": method, "url.template": path } },
+      (span) =>
+        Effect.flatMap(FiberRef.get(HttpClient.currentTracerPropagation), (propagate) =>
+          obtain(
+            propagate ? HttpClientRequest.setHeaders(req, TraceContext.toHeaders(span)) : req,
+            (response): Effect.Effect<A, ApiClient.ApiClient.Error> => {
+              span.attribute("http.response.status_code", response.status)
+              return response.status >= 200 && response.status < 300
+                ? decodeBody(response, method, url, decode)
+                : failStatus(response, method, url)
+            }
+          )).pipe(Effect.withParentSpan(span), registerRedacted)
+    )
   }
 
   const stream = (

@@ -39,3 +39,4 @@ export const timeoutFail = <A, E, R, E2>(
         })
       }))
   })
+

@@ -241,6 +241,8 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
     let tokenRequests = 0
     let tokensIssued = 0
     let connectionsOpened = 0
+    let abandoned = 0
+    const faulted = new WeakSet<Http.ServerResponse>()
     const sockets = new Set<Net.Socket>()
     const connectionIds = new WeakMap<Net.Socket, number>()
     let waiters: Array<{ n: number; deferred: Deferred.Deferred<void> }> = []
@@ -272,6 +274,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
     ) => {
       const socket = req.socket
       const fault = reply.fault
+      if (fault !== undefined && fault !== "hang" && fault !== "endless-body") faulted.add(res)
       const chunkDelay = reply.chunkDelay !== undefined ? millis(reply.chunkDelay, "chunkDelay") : 100
       const cancels: Array<() => void> = []
       res.on("close", () => cancels.forEach((c) => c()))
@@ -396,6 +399,10 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       req.on("data", (c: Buffer) => chunks.push(c))
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString("utf8")
+        res.on("close", () => {
+          // The server's own resets and FINs (faults) are not the client's doing.
+          if (!res.writableFinished && !faulted.has(res)) abandoned++
+        })
         const entry: { -readonly [K in keyof TS.LoggedRequest]: TS.LoggedRequest[K] } = {
           id: total + 1,
           method,
@@ -486,7 +493,8 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       tokenRequests,
       tokensIssued,
       connectionsOpened,
-      connectionsOpen: sockets.size
+      connectionsOpen: sockets.size,
+      abandoned
     })
     const findRoute = (path: string) => {
       const state = routes.find((r) => r.route.path === path)
@@ -548,6 +556,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         tooMany = 0
         tokenRequests = 0
         tokensIssued = 0
+        abandoned = 0
       })
     } satisfies TS.TestServer
   })
