@@ -5,7 +5,9 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import fc from "fast-check"
+import * as Metric from "effect/Metric"
 import { RateLimiter, RateLimiterStore } from "../src/index.js"
+import * as RateLimiterInternal from "../src/internal/rateLimiter.js"
 
 const tokenBucket = (options: RateLimiter.TokenBucketOptions) =>
   RateLimiter.makeTokenBucket(options).pipe(Effect.provide(RateLimiterStore.layerMemory))
@@ -278,6 +280,35 @@ describe("adaptive (AIMD)", () => {
       expect(steady.share429).toBeLessThanOrEqual(0.05)
       expect(afterStep.goodput).toBeGreaterThanOrEqual(0.85)
       expect(afterStep.share429).toBeLessThanOrEqual(0.1)
+    }))
+})
+
+describe("adaptive: RateLimit-* headers and metrics", () => {
+  it.effect("RateLimit-Remaining: 0 with a reset pauses every caller until the reset, before any 429", () =>
+    Effect.gen(function*() {
+      const limiter = yield* adaptive({ limit: 100 }).pipe(Effect.provide(RateLimiterStore.layerMemory))
+      const permit = yield* limiter.acquire
+      yield* limiter.report(permit, { _tag: "Success", headers: { "ratelimit-remaining": "0", "ratelimit-reset": "3" } })
+      const next = yield* Effect.fork(Effect.zipRight(limiter.acquire, TestClock.currentTimeMillis))
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* Fiber.join(next)).toBeGreaterThanOrEqual(3000)
+      // X-RateLimit-Reset as an epoch time (GitHub's form) is read too
+      expect(RateLimiterInternal.spentQuotaPause({ "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2000000005" }, 2_000_000_000_000)).toBe(5000)
+      expect(RateLimiterInternal.spentQuotaPause({ "x-ratelimit-remaining": "3", "x-ratelimit-reset": "5" }, 0)).toBeUndefined()
+    }))
+
+  it.effect("metrics: permits granted, timeouts and 429s are counted per key", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1, window: "1 second", burst: 1, maxWait: "0 millis", key: "metrics-test" })
+      const granted = Metric.tagged(Metric.counter("sluice_ratelimiter_permits_granted", { incremental: true }), "key", "metrics-test")
+      const timeouts = Metric.tagged(Metric.counter("sluice_ratelimiter_timeouts", { incremental: true }), "key", "metrics-test")
+      const before = (yield* Metric.value(granted)).count
+      const permit = yield* limiter.acquire
+      yield* Effect.flip(limiter.acquire)
+      yield* limiter.report(permit, rateLimited(1))
+      expect((yield* Metric.value(granted)).count - before).toBe(1)
+      expect((yield* Metric.value(timeouts)).count).toBeGreaterThanOrEqual(1)
     }))
 })
 

@@ -244,6 +244,71 @@ describe("OAuth2 token endpoint", () => {
     }))
 })
 
+describe("latency model and random faults", () => {
+  it.scoped("latency grows with the requests in flight", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [{ path: "/l", latency: { base: "100 millis", perInFlight: "50 millis" }, then: { json: 1 } }]
+      })
+      const fibers = yield* Effect.forEach([0, 1, 2], () => Effect.fork(raw(server.port, get("/l"), { giveUpAfterMs: 5_000 })))
+      yield* server.awaitRequests(3)
+      // 100 ms for the first, 150 and 200 for the ones that found 1 and 2 in flight
+      yield* TestClock.adjust("100 millis")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      expect(fibers.filter((f) => f.unsafePoll() !== null)).toHaveLength(1)
+      yield* TestClock.adjust("100 millis")
+      const all = yield* Effect.forEach(fibers, Fiber.join)
+      expect(all.map(statusOf)).toEqual([200, 200, 200])
+    }))
+
+  it.scoped("random faults follow their probability and repeat with a seed", () =>
+    Effect.gen(function*() {
+      const run = Effect.gen(function*() {
+        const server = yield* TestServer.make({
+          routes: [{ path: "/r", randomFaults: { probability: 0.3, reply: TestServer.status(503), seed: 7 }, then: { json: 1 } }]
+        })
+        const results = yield* Effect.forEach(Array.from({ length: 60 }), () => raw(server.port, get("/r")))
+        return results.map(statusOf)
+      })
+      const a = yield* Effect.scoped(run)
+      const b = yield* Effect.scoped(run)
+      expect(a).toEqual(b)
+      const share = a.filter((s) => s === 503).length / a.length
+      expect(share).toBeGreaterThan(0.1)
+      expect(share).toBeLessThan(0.5)
+    }))
+})
+
+describe("the standalone process", () => {
+  it.live("sluice-test-server starts, says where it listens, serves stats, and stops on SIGTERM", () =>
+    Effect.gen(function*() {
+      const { spawn } = yield* Effect.promise(() => import("node:child_process"))
+      const bin = new URL("../dist/bin.js", import.meta.url).pathname
+      const child = spawn(process.execPath, [bin, "--capacity", "5", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] })
+      const url = yield* Effect.promise(() =>
+        new Promise<string>((resolve, reject) => {
+          child.stdout!.once("data", (d: Buffer) => resolve(/listening on (\S+)/.exec(d.toString())![1]!))
+          child.once("exit", (code) => reject(new Error(`exited ${code}`)))
+        })
+      )
+      const port = Number(new URL(url).port)
+      const statuses = yield* Effect.forEach(Array.from({ length: 7 }), () => raw(port, get("/anything")))
+      expect(statuses.map(statusOf)).toEqual([200, 200, 200, 200, 200, 429, 429])
+      expect(json(yield* raw(port, get("/__sluice/stats"))).tooManyRequests).toBe(2)
+      const code = yield* Effect.promise(() => new Promise<number | null>((resolve) => {
+        child.once("exit", (c) => resolve(c))
+        child.kill("SIGTERM")
+      }))
+      expect(code).toBe(0)
+      const bad = spawn(process.execPath, [bin, "--capacity", "-1"], { stdio: ["ignore", "pipe", "pipe"] })
+      let err = ""
+      bad.stderr!.on("data", (d) => (err += d))
+      const badCode = yield* Effect.promise(() => new Promise<number | null>((resolve) => bad.once("exit", resolve)))
+      expect(badCode).toBe(2)
+      expect(err).toContain("rate must be > 0")
+    }))
+})
+
 describe("TestServer lifecycle and configuration", () => {
   it.scoped("closing the scope closes every socket", () =>
     Effect.gen(function*() {
