@@ -99,10 +99,12 @@ const budgetRefused = Metric.counter("sluice_retry_budget_exhausted", { incremen
 
 /** `Some(retryAfter)` (possibly zero) when the error may be retried for this request, `None` when not. */
 export const decide = (
-  error: Retryable & Record<string, any>,
+  retryable: Retryable,
   request: RequestInfo,
   options: Pick<Options, "retryTokenTimeouts" | "idempotencyKeyHeader" | "maxRetryAfter">
 ): Option.Option<Duration.Duration> => {
+  // Sluice's errors carry these fields by tag; anything else is read as absent.
+  const error = retryable as Retryable & Readonly<Record<string, unknown>>
   const keyHeader = (options.idempotencyKeyHeader ?? "idempotency-key").toLowerCase()
   const replayable = IDEMPOTENT.has(request.method.toUpperCase()) || request.headers[keyHeader] !== undefined
   const retryAfter: Option.Option<Duration.Duration> = Option.isOption(error["retryAfter"])
@@ -115,7 +117,7 @@ export const decide = (
     case "ServerSideRateLimitError":
       return Option.some(floor)
     case "HttpStatusError": {
-      if (!RETRY_STATUS.has(error["status"])) return Option.none()
+      if (typeof error["status"] !== "number" || !RETRY_STATUS.has(error["status"])) return Option.none()
       if (replayable || (error["status"] === 503 && Option.isSome(retryAfter))) return Option.some(floor)
       return Option.none()
     }
@@ -133,7 +135,7 @@ export const decide = (
   }
 }
 
-const isTimeout = (error: Retryable & Record<string, any>) =>
+const isTimeout = (error: Retryable & Readonly<Record<string, unknown>>) =>
   error._tag === "RequestTimeoutError" || error._tag === "TokenAcquisitionTimeoutError" ||
   (error._tag === "AuthenticationError" && error["reason"] === "TokenEndpointTimeout")
 
@@ -151,9 +153,9 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       : options.budget ?? { capacity: 500, retryCost: 5, timeoutCost: 10, successRefund: 1 }
     let tokens = budget?.capacity ?? 0
 
-    const spend = (error: Retryable & Record<string, any>): boolean => {
+    const spend = (error: Retryable): boolean => {
       if (budget === undefined) return true
-      const cost = isTimeout(error) ? budget.timeoutCost : budget.retryCost
+      const cost = isTimeout(error as Retryable & Readonly<Record<string, unknown>>) ? budget.timeoutCost : budget.retryCost
       if (tokens < cost) return false
       tokens -= cost
       return true
@@ -165,14 +167,14 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         Schedule.modifyDelay((_, d) => Duration.min(d, maxDelay)),
         Schedule.intersect(Schedule.recurs(maxAttempts - 1)),
         Schedule.zipRight(Schedule.identity<E>()),
-        Schedule.check((error) => Option.isSome(decide(error as any, request, options))),
+        Schedule.check((error) => Option.isSome(decide(error, request, options))),
         // Retry-After is a floor; a little jitter on top keeps replicas from returning at one instant.
         Schedule.modifyDelayEffect((error, d) => {
-          const floor = Option.getOrElse(decide(error as any, request, options), () => Duration.zero)
+          const floor = Option.getOrElse(decide(error, request, options), () => Duration.zero)
           if (Duration.lessThanOrEqualTo(floor, d)) return Effect.succeed(d)
           return Effect.map(Random.next, (u) => Duration.millis(Duration.toMillis(floor) * (1 + 0.1 * u)))
         }),
-        Schedule.check((error) => spend(error as any)),
+        Schedule.check((error) => spend(error)),
         Schedule.tapOutput(() => Metric.increment(retries))
       )
       const withRetries = Effect.retry(attempt, schedule).pipe(

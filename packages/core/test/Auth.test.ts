@@ -1,7 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { TestServer } from "@sluice/testing"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -9,7 +8,7 @@ import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import { AuthProvider, ClientCredentials, Retry } from "../src/index.js"
-import { setupWith } from "./helpers.js"
+import { setupWith, until } from "./helpers.js"
 
 const SECRET = "cl1ent-s3cret-value"
 const oauth = (extra: Partial<TestServer.OAuth> = {}): TestServer.OAuth => ({
@@ -25,12 +24,6 @@ const cc = (server: TestServer.TestServer, extra: Partial<ClientCredentials.Opti
     clientSecret: Redacted.make(SECRET),
     ...extra
   })
-
-const until = (server: TestServer.TestServer, n: number, step: Duration.DurationInput = "100 millis") =>
-  Effect.raceFirst(
-    server.awaitRequests(n),
-    Effect.forever(Effect.zipRight(TestClock.adjust(step), Effect.promise(() => new Promise((r) => setTimeout(r, 2)))))
-  )
 
 describe("static providers", () => {
   it.scoped("bearer, API key and Basic reach the server", () =>

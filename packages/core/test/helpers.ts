@@ -2,9 +2,11 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import { ApiClient } from "../src/index.js"
 
@@ -59,3 +61,10 @@ export const setupWith = <E>(
     )
     return { server: srv, api: Context.get(context, ApiClient.ApiClient) }
   })
+
+/** Waits for the server to have seen `n` requests, letting test time pass in steps meanwhile (real I/O runs between steps). */
+export const until = (server: TestServer.TestServer, n: number, step: Duration.DurationInput = "100 millis") =>
+  Effect.raceFirst(
+    server.awaitRequests(n),
+    Effect.forever(Effect.zipRight(TestClock.adjust(step), Effect.promise(() => new Promise((r) => setTimeout(r, 2)))))
+  )
