@@ -1,0 +1,81 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { describe, expect, it } from "@effect/vitest"
+import { NodeTransport } from "@sluice/node"
+import { TestServer } from "@sluice/testing"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { ClientCredentials, RateLimiter, RateLimiterStore } from "../src/index.js"
+import { setupWith, until } from "./helpers.js"
+
+const oauth: TestServer.OAuth = { clientId: "app", clientSecret: "s", tokenLifetime: "10 seconds" }
+const credentials = (server: TestServer.TestServer) =>
+  ClientCredentials.layer({
+    tokenUrl: `${server.url}/oauth/token`,
+    clientId: "app",
+    clientSecret: Redacted.make("s"),
+    refreshMargin: "0 millis"
+  })
+const slowLimiter = RateLimiter.layerTokenBucket({ limit: 1, window: "20 seconds", burst: 1, maxWait: "1 minute" }).pipe(
+  Layer.provide(RateLimiterStore.layerMemory)
+)
+
+describe("composition: retry → limiter → auth → transport", () => {
+  it.scoped("the token is taken after the permit: a long wait never sends an expired token", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth, routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] },
+        {},
+        (s) => Layer.merge(credentials(s), slowLimiter)
+      )
+      yield* api.get("/api") // token 1 at t=0, good for 10 s
+      const second = yield* Effect.fork(api.get("/api")) // waits 20 s for its permit
+      yield* until(server, 4, "500 millis")
+      expect(yield* Fiber.join(second)).toBe(1)
+      const stats = yield* server.stats
+      // a fresh token was fetched after the wait; no 401 and no replay
+      expect(stats.tokenRequests).toBe(2)
+      expect(stats.requests["/api"]).toBe(2)
+    }))
+
+  it.scoped("a 401 replay takes a new permit", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { oauth: { ...oauth, tokenLifetime: "1 hour" }, routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] },
+        {},
+        (s) => Layer.merge(credentials(s), RateLimiter.layerTokenBucket({ limit: 1, window: "1 second", burst: 1 }).pipe(Layer.provide(RateLimiterStore.layerMemory)))
+      )
+      yield* api.get("/api")
+      yield* server.revokeTokens
+      const replayed = yield* Effect.fork(api.get("/api"))
+      yield* until(server, 5, "100 millis")
+      expect(yield* Fiber.join(replayed)).toBe(1)
+      const calls = (yield* server.log).filter((r) => r.path === "/api")
+      expect(calls.map((r) => r.status)).toEqual([200, 401, 200])
+      // the replay waited for its own permit, a second after the refused attempt
+      expect(calls[2]!.at - calls[1]!.at).toBeGreaterThanOrEqual(999)
+    }))
+
+  it.scoped("RateLimiter.limit applies a limiter to any HttpClient", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/x", then: { json: 1 } }, { path: "/free", then: { json: 2 } }] })
+      const limiter = yield* RateLimiter.makeTokenBucket({
+        limit: 1,
+        window: "1 second",
+        burst: 1,
+        appliesTo: (request) => request.url.endsWith("/x")
+      }).pipe(Effect.provide(RateLimiterStore.layerMemory))
+      const client = RateLimiter.limit(limiter)(yield* NodeTransport.make())
+      const get = (path: string) => Effect.flatMap(client.execute(HttpClientRequest.get(`${server.url}${path}`)), (r) => r.json)
+      yield* get("/x")
+      expect(yield* get("/free")).toBe(2) // not limited
+      const second = yield* Effect.fork(get("/x"))
+      yield* until(server, 3, "100 millis")
+      yield* Fiber.join(second)
+      const log = (yield* server.log).filter((r) => r.path === "/x")
+      expect(log[1]!.at - log[0]!.at).toBeGreaterThanOrEqual(999)
+      void HttpClient
+    }))
+})
