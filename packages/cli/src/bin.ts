@@ -15,8 +15,8 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Batch from "./Batch.js"
 import * as Demo from "./Demo.js"
@@ -137,16 +137,18 @@ const sluice = CliCommand.make("sluice").pipe(CliCommand.withSubcommands([demo, 
 
 const cli = CliCommand.run(sluice, { name: "sluice", version: "0.1.0" })
 
-Effect.runPromiseExit(cli(process.argv).pipe(Effect.provide(Layer.merge(NodeContext.layer, Layer.empty)))).then((exit) => {
-  if (Exit.isFailure(exit)) {
-    const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-    // @effect/cli has printed its own validation errors already.
-    if (failure !== undefined && typeof failure === "object" && "_tag" in failure && (failure as { _tag: string })._tag !== "ValidationError"
-      && !(Array.isArray(failure))) {
-      log(`sluice: ${(failure as { message?: string }).message ?? String(failure)}`)
-    } else if (failure === undefined) {
-      log(`sluice: ${String(exit.cause)}`)
-    }
-    process.exitCode = process.exitCode && process.exitCode !== 0 ? process.exitCode : 2
+Effect.runPromiseExit(cli(process.argv).pipe(Effect.provide(NodeContext.layer))).then((exit) => {
+  if (Exit.isSuccess(exit)) return
+  const failure = Cause.failureOption(exit.cause)
+  // @effect/cli has already printed what was wrong with the command line.
+  if (Option.isSome(failure) && ValidationError.isValidationError(failure.value)) {
+    process.exitCode = 2
+    return
   }
+  const message = Option.match(failure, {
+    onNone: () => Cause.pretty(exit.cause),
+    onSome: (e) => (e instanceof Error ? e.message : String(e))
+  })
+  log(`sluice: ${message}`)
+  process.exitCode = process.exitCode && process.exitCode !== 0 ? process.exitCode : 2
 })
