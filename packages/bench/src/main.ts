@@ -12,6 +12,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Adaptive from "./adaptive.js"
+import * as Cpu from "./cpu.js"
 import * as Redis from "./redis.js"
 import * as Transport from "./transport.js"
 
@@ -81,7 +82,26 @@ const redisSection = async () => {
   return lines
 }
 
+const cpuSection = async () => {
+  const options = { rounds: quick ? 3 : 9, requestsPerRound: 3000 }
+  process.stderr.write(`cpu scenario: ${options.rounds} alternating rounds of ${options.requestsPerRound} requests\n`)
+  const rows = await Cpu.run(options)
+  const lines: Array<string> = []
+  lines.push("### 1b: client CPU per request, ApiClient over its transport")
+  lines.push("")
+  lines.push(`Both on one connection pool, ${options.rounds} alternating rounds of ${options.requestsPerRound} requests after a warm-up, medians of the client process's CPU time per request (steadier than throughput here). Target (issue 4): at most 10 % at c=64, 5 % at c=1.`)
+  lines.push("")
+  lines.push("| c | NodeTransport µs/req | ApiClient µs/req | ApiClient over transport |")
+  lines.push("|---:|---:|---:|---:|")
+  for (const r of rows) lines.push(`| ${r.c} | ${fmt(r.transport)} | ${fmt(r.api)} | ${fmt((100 * (r.api - r.transport)) / r.transport, 1)} % |`)
+  return lines
+}
+
 const main = async () => {
+  if (only === "cpu") {
+    process.stdout.write((await cpuSection()).join("\n") + "\n")
+    return
+  }
   if (only === "redis") {
     process.stdout.write((await redisSection()).join("\n") + "\n")
     return
@@ -119,16 +139,19 @@ const main = async () => {
     const cpu = at("sluice ApiClient", c).cpu / at("sluice NodeTransport", c).cpu - 1
     lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second, ${fmt(cpu * 100, 1)} % more client CPU per request (target: 10 % at c=64, 5 % at c=1).`)
   }
+  const cpuLines = await cpuSection()
   const adaptiveLines = await adaptiveSection()
   const redisLines = await redisSection()
   const report = [
     "# Benchmarks",
     "",
-    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce). `pnpm bench --quick` runs shorter rounds and writes nothing; `--only=adaptive` or `--only=redis` runs one scenario alone.",
+    "Made by `pnpm bench` (the numbers below are from one run; re-run it to reproduce). `pnpm bench --quick` runs shorter rounds and writes nothing; `--only=cpu`, `--only=adaptive` or `--only=redis` runs one scenario alone.",
     "",
     `Machine: ${Os.cpus().length} × ${Os.cpus()[0]?.model ?? "cpu"}, ${fmt(Os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
     "",
     ...lines,
+    "",
+    ...cpuLines,
     "",
     ...adaptiveLines,
     "",

@@ -219,3 +219,20 @@ describe("RedisStore", () => {
     }))
 })
 
+
+describe("RedisStore.layerConfig", () => {
+  it.live("reads the socket path and prefix from Config", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const { Config, ConfigProvider } = yield* Effect.promise(() => import("effect"))
+      const ctx = yield* Layer.build(RedisStore.layerConfig({ path: Config.string("REDIS_SOCKET"), prefix: Config.string("REDIS_PREFIX") })).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REDIS_SOCKET", redis.socket], ["REDIS_PREFIX", "cfg:"]])))
+      )
+      const { RateLimiterStore } = yield* Effect.promise(() => import("@sluice/core"))
+      const store = Context.get(ctx, RateLimiterStore.RateLimiterStore)
+      yield* store.reserve("x", { intervalMillis: 10, burst: 1, maxWaitMillis: Infinity })
+      const client = new Redis({ path: redis.socket })
+      expect(yield* Effect.promise(() => client.keys("cfg:*"))).toEqual(["cfg:x:state"])
+      yield* Effect.promise(() => client.quit())
+    })))
+})
