@@ -31,6 +31,17 @@ const sluice = (args: ReadonlyArray<string>, onSpawn?: (child: ChildProcess.Chil
     return Effect.sync(() => child.kill("SIGKILL"))
   })
 
+/** Sends `signal` to the child once its output file records more than `lines` results. */
+const signalWhenRecorded = (output: string, lines: number, signal: NodeJS.Signals) => (child: ChildProcess.ChildProcess) => {
+  const timer = setInterval(() => {
+    if (Fs.existsSync(output) && Fs.readFileSync(output, "utf8").split("\n").length > lines) {
+      clearInterval(timer)
+      child.kill(signal)
+    }
+  }, 5)
+  child.once("exit", () => clearInterval(timer))
+}
+
 const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "sluice-run-"))
 const jsonl = (rows: ReadonlyArray<unknown>) => rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n"
 const readOutput = (file: string) =>
@@ -64,14 +75,7 @@ describe("sluice run (built binary, real server)", () => {
       const dir = tmp()
       const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "4"]
       Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(150)))
-      const first = yield* sluice(args, (child) => {
-        const timer = setInterval(() => {
-          if (Fs.existsSync(`${dir}/out.jsonl`) && Fs.readFileSync(`${dir}/out.jsonl`, "utf8").split("\n").length > 40) {
-            clearInterval(timer)
-            child.kill("SIGKILL")
-          }
-        }, 5)
-      })
+      const first = yield* sluice(args, signalWhenRecorded(`${dir}/out.jsonl`, 40, "SIGKILL"))
       expect(first.signal).toBe("SIGKILL")
       const before = readOutput(`${dir}/out.jsonl`).map((o) => o.id as string)
       expect(before.length).toBeGreaterThan(0)
@@ -152,14 +156,7 @@ describe("sluice run (built binary, real server)", () => {
       const dir = tmp()
       Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(50)))
       const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "5"]
-      const r = yield* sluice(args, (child) => {
-        const timer = setInterval(() => {
-          if (Fs.existsSync(`${dir}/out.jsonl`) && Fs.readFileSync(`${dir}/out.jsonl`, "utf8").split("\n").length > 5) {
-            clearInterval(timer)
-            child.kill("SIGINT")
-          }
-        }, 5)
-      })
+      const r = yield* sluice(args, signalWhenRecorded(`${dir}/out.jsonl`, 5, "SIGINT"))
       expect(r.code).toBe(130)
       expect(r.stderr).toContain("re-run the same command")
       const out = readOutput(`${dir}/out.jsonl`)
