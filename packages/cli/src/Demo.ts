@@ -86,7 +86,8 @@ export const run = (options: Options) =>
         const stats = yield* server.stats
         const sent = (stats.requests["/v1/work"] ?? 0) - (last.requests["/v1/work"] ?? 0)
         const tooMany = stats.tooManyRequests - last.tooManyRequests
-        samples.push({ t: (performance.now() - started) / 1000, sent, ok: sent - tooMany, tooMany, capacity })
+        const ok = (stats.statuses[200] ?? 0) - (last.statuses[200] ?? 0)
+        samples.push({ t: (performance.now() - started) / 1000, sent, ok, tooMany, capacity })
         last = stats
         counters.tooMany = stats.tooManyRequests
         counters.retries = (yield* Metric.value(retriesCounter)).count - retriesAtStart

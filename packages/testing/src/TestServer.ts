@@ -163,6 +163,8 @@ export interface LoggedRequest {
 
 export interface Stats {
   readonly requests: Readonly<Record<string, number>>
+  /** Answers sent, by status code. */
+  readonly statuses: Readonly<Record<number, number>>
   readonly total: number
   readonly tooManyRequests: number
   readonly tokenRequests: number

@@ -115,6 +115,7 @@ describe("TestServer scripts and replies", () => {
       expect(new Set(log.map((r) => r.connectionId)).size).toBe(3)
       const stats = yield* server.stats
       expect(stats.requests["/x"]).toBe(3)
+      expect(stats.statuses).toEqual({ 200: 1, 429: 1, 503: 1 })
       expect(stats.tooManyRequests).toBe(1)
       const viaHttp = yield* raw(server.port, get("/__sluice/stats"))
       expect(json(viaHttp).requests["/x"]).toBe(3)

@@ -236,6 +236,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
     // Counters and log.
     let log: Array<TS.LoggedRequest> = []
     let perRoute: Record<string, number> = {}
+    let statuses: Record<number, number> = {}
     let total = 0
     let tooMany = 0
     let tokenRequests = 0
@@ -286,6 +287,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         }
         const status = reply.status ?? (reply.redirect ? 302 : reply.retryAfter !== undefined ? 429 : 200)
         entry.status = status
+        statuses[status] = (statuses[status] ?? 0) + 1
         if (status === 429) tooMany++
         const headers: Record<string, string> = { ...extraHeaders, ...(reply.headers ?? {}) }
         if (reply.redirect) headers["location"] = reply.redirect
@@ -488,6 +490,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
 
     const statsNow = (): TS.Stats => ({
       requests: { ...perRoute },
+      statuses: { ...statuses },
       total,
       tooManyRequests: tooMany,
       tokenRequests,
@@ -552,6 +555,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       resetStats: Effect.sync(() => {
         log = []
         perRoute = {}
+        statuses = {}
         total = 0
         tooMany = 0
         tokenRequests = 0
