@@ -13,7 +13,6 @@
  *
  * Runs: steady (20 req/s for `steadySeconds`) and step down (100 → 10 req/s).
  */
-import * as HttpClient from "@effect/platform/HttpClient"
 import { ApiClient, RateLimiter as SluiceRateLimiter, RateLimiterStore } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
@@ -198,4 +197,3 @@ export const run = (options: { readonly steadySeconds: number; readonly stepBefo
     }
   })
 
-void HttpClient

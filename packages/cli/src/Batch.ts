@@ -163,7 +163,7 @@ export const run = (options: Options) =>
     // After a stop, requests in flight get `grace` to finish; then they are cut off (and stay unrecorded).
     yield* Effect.raceFirst(
       work,
-      Effect.zipRight(Deferred.await(stop), Effect.zipRight(Effect.sleep(options.grace), Effect.void))
+      Effect.zipRight(Deferred.await(stop), Effect.sleep(options.grace))
     )
     progress.finish(counters)
     return {

@@ -28,7 +28,6 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
@@ -164,4 +163,3 @@ export const limit = (limiter: Service) =>
       ? limiter.run(effect, internal.classifyResponseExit)
       : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
 
-export type { HttpClientError }

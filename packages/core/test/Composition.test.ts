@@ -1,4 +1,3 @@
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeTransport } from "@sluice/node"
@@ -76,6 +75,5 @@ describe("composition: retry → limiter → auth → transport", () => {
       yield* Fiber.join(second)
       const log = (yield* server.log).filter((r) => r.path === "/x")
       expect(log[1]!.at - log[0]!.at).toBeGreaterThanOrEqual(999)
-      void HttpClient
     }))
 })

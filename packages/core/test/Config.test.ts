@@ -1,4 +1,3 @@
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeTransport } from "@sluice/node"
@@ -45,7 +44,6 @@ describe("layerConfig constructors", () => {
       const response = yield* api.httpClient.execute(HttpClientRequest.get(`${server.url}/__sluice/stats`))
       expect(((yield* response.json) as { tokenRequests: number }).tokenRequests).toBe(1)
       expect(Context.getOption(ctx, AuthProvider.AuthProvider)._tag).toBe("None")
-      void HttpClient
     }))
 
   it.effect("a missing setting is a ConfigError naming it", () =>

@@ -54,45 +54,49 @@ const validateCapacity = (c: TS.Capacity, where: string): void => {
   if (c.window !== undefined && !(millis(c.window, `${where}.window`) > 0)) throw configError(`${where}: window must be > 0`)
 }
 
-/** A quota kept on the server's clock. */
+/** A quota kept on the server's clock. Its shape (window, limit) is derived once per capacity, not per request. */
 class Quota {
+  capacity!: TS.Capacity
+  fixed = false
+  windowMs = 1000
+  /** The bucket size, or the requests a fixed window admits. */
+  limit = 1
   tokens: number
   windowStart: number
   used = 0
-  constructor(public capacity: TS.Capacity, now: number) {
-    this.tokens = this.burst
+  constructor(capacity: TS.Capacity, now: number) {
+    this.configure(capacity)
+    this.tokens = this.limit
     this.windowStart = now
   }
-  get burst(): number {
-    return this.capacity.burst ?? Math.max(1, this.capacity.rate * (this.windowMs / 1000))
-  }
-  get windowMs(): number {
-    return this.capacity.algorithm === "fixed-window" ? millis(this.capacity.window ?? 1000, "window") : 1000
+  private configure(capacity: TS.Capacity) {
+    this.capacity = capacity
+    this.fixed = capacity.algorithm === "fixed-window"
+    this.windowMs = this.fixed ? millis(capacity.window ?? 1000, "window") : 1000
+    this.limit = capacity.burst ?? (this.fixed ? capacity.rate * (this.windowMs / 1000) : Math.max(1, capacity.rate))
   }
   set(capacity: TS.Capacity, now: number) {
     this.refill(now)
-    this.capacity = capacity
-    this.tokens = Math.min(this.tokens, this.burst)
+    this.configure(capacity)
+    this.tokens = Math.min(this.tokens, this.limit)
   }
   refill(now: number) {
-    if (this.capacity.algorithm === "fixed-window") {
-      const w = this.windowMs
-      if (now - this.windowStart >= w) {
-        this.windowStart += Math.floor((now - this.windowStart) / w) * w
+    if (this.fixed) {
+      if (now - this.windowStart >= this.windowMs) {
+        this.windowStart += Math.floor((now - this.windowStart) / this.windowMs) * this.windowMs
         this.used = 0
       }
       return
     }
     const elapsed = Math.max(0, now - this.windowStart)
     this.windowStart = now
-    this.tokens = Math.min(this.burst, this.tokens + (elapsed / 1000) * this.capacity.rate)
+    this.tokens = Math.min(this.limit, this.tokens + (elapsed / 1000) * this.capacity.rate)
   }
   /** Takes one request; returns undefined when admitted, else the ms until one would be. */
   take(now: number): number | undefined {
     this.refill(now)
-    if (this.capacity.algorithm === "fixed-window") {
-      const limit = this.capacity.burst ?? this.capacity.rate * (this.windowMs / 1000)
-      if (this.used < limit) {
+    if (this.fixed) {
+      if (this.used < this.limit) {
         this.used++
         return undefined
       }
@@ -105,20 +109,12 @@ class Quota {
     return ((1 - this.tokens) / this.capacity.rate) * 1000
   }
   headers(now: number, prefix: "ietf" | "x"): Record<string, string> {
-    const fixed = this.capacity.algorithm === "fixed-window"
-    const limit = fixed ? (this.capacity.burst ?? this.capacity.rate * (this.windowMs / 1000)) : this.burst
-    const remaining = Math.max(0, Math.floor(fixed ? limit - this.used : this.tokens))
-    const reset = fixed
+    const remaining = Math.max(0, Math.floor(this.fixed ? this.limit - this.used : this.tokens))
+    const reset = this.fixed
       ? Math.max(0, Math.ceil((this.windowStart + this.windowMs - now) / 1000))
-      : Math.ceil(((limit - this.tokens) / this.capacity.rate))
-    if (prefix === "ietf") {
-      return { "ratelimit-limit": String(Math.floor(limit)), "ratelimit-remaining": String(remaining), "ratelimit-reset": String(reset) }
-    }
-    return {
-      "x-ratelimit-limit": String(Math.floor(limit)),
-      "x-ratelimit-remaining": String(remaining),
-      "x-ratelimit-reset": String(reset)
-    }
+      : Math.ceil((this.limit - this.tokens) / this.capacity.rate)
+    const p = prefix === "ietf" ? "ratelimit" : "x-ratelimit"
+    return { [`${p}-limit`]: String(Math.floor(this.limit)), [`${p}-remaining`]: String(remaining), [`${p}-reset`]: String(reset) }
   }
 }
 
