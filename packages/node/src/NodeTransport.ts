@@ -10,7 +10,10 @@
  * aborted and every socket is closed.
  *
  * The request/response adapter is `@effect/platform-node`'s undici client
- * (`NodeHttpClient.makeUndici`); only the dispatcher is ours.
+ * (`NodeHttpClient.makeUndici`); only the dispatcher is ours. It enforces
+ * `TransportDeadline` (declared on the client): `ApiClient` leaves its
+ * attempt timeout to the agent, which aborts the request and its body at the
+ * deadline, instead of racing every attempt in a forked fiber.
  *
  * @example
  * ```ts
@@ -33,7 +36,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Agent } from "undici"
+import { TransportDeadline } from "@sluice/core"
+import { Agent, type Dispatcher } from "undici"
+import { DeadlineSignal } from "./internal/deadlineSignal.js"
 
 export interface Options {
   /** Bound on TCP connect plus TLS handshake. Default 5 seconds. */
@@ -49,12 +54,37 @@ export interface Options {
 }
 
 /**
- * A keep-alive undici `Agent`, destroyed when the scope closes.
+ * An `Agent` whose `request` honours the calling fiber's
+ * `TransportDeadline.current`. `@effect/platform-node`'s undici client calls
+ * `request` synchronously from the fiber that sends, and passes its own
+ * `AbortSignal` (aborted on interruption), which the deadline joins.
+ */
+class DeadlineAgent extends Agent {
+  override request<TOpaque = null>(
+    options: Dispatcher.RequestOptions<TOpaque>,
+    callback: (err: Error | null, data: Dispatcher.ResponseData<TOpaque>) => void
+  ): void
+  override request<TOpaque = null>(options: Dispatcher.RequestOptions<TOpaque>): Promise<Dispatcher.ResponseData<TOpaque>>
+  override request<TOpaque = null>(
+    options: Dispatcher.RequestOptions<TOpaque>,
+    callback?: (err: Error | null, data: Dispatcher.ResponseData<TOpaque>) => void
+  ): void | Promise<Dispatcher.ResponseData<TOpaque>> {
+    const deadline = TransportDeadline.unsafeCurrent()
+    const withDeadline = deadline === undefined
+      ? options
+      : { ...options, signal: new DeadlineSignal(options.signal as AbortSignal | undefined, deadline) }
+    return callback === undefined ? super.request(withDeadline) : super.request(withDeadline, callback)
+  }
+}
+
+/**
+ * A keep-alive undici `Agent`, destroyed when the scope closes. Its
+ * `request` aborts at the calling fiber's `TransportDeadline.current`.
  */
 export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() =>
-      new Agent({
+      new DeadlineAgent({
         connect: {
           timeout: Duration.toMillis(Duration.decode(options?.connectTimeout ?? Duration.seconds(5))),
           ...(options?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {})
@@ -72,7 +102,7 @@ export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.
  * An `HttpClient` over a scoped agent.
  */
 export const make = (options?: Options): Effect.Effect<HttpClient.HttpClient, never, Scope.Scope> =>
-  Effect.map(makeAgent(options), (agent) => NodeHttpClient.makeUndici(agent))
+  Effect.map(makeAgent(options), (agent) => TransportDeadline.declare(NodeHttpClient.makeUndici(agent)))
 
 /**
  * Provides `HttpClient`. The client is used as made: no per-request context

@@ -34,6 +34,7 @@ import {
 import * as Redirects from "../Redirects.js"
 import * as RetryAfter from "../RetryAfter.js"
 import * as Sse from "../Sse.js"
+import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
 import { timeoutFail } from "./timeout.js"
 
@@ -100,6 +101,10 @@ export const make = (
     return options.transformClient ? options.transformClient(c) : c
   }
   const client = decorate(base)
+  // The transport can enforce the attempt timeout itself: no fiber per attempt. Only for the
+  // client exactly as the transport made it (Redirects.follow is transparent to the deadline);
+  // anything a transformClient adds around it must stay inside the raced timeout.
+  const deadlineAtTransport = TransportDeadline.isEnforcedBy(base) && options.transformClient === undefined
   // One span per request: ApiClient's own (method, URL template, status), which also propagates the
   // trace headers; the platform's per-attempt client span is switched off for these requests.
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
@@ -154,7 +159,7 @@ export const make = (
   ) =>
     Effect.mapError(
       response.text,
-      (error: HttpClientError.ResponseError) => fromHttpClientError(error, method, url)
+      (error: HttpClientError.ResponseError) => fromHttpClientError(error, method, url, timeout)
     )
 
   const failStatus = (
@@ -236,7 +241,7 @@ export const make = (
   const send = (request: HttpClientRequest.HttpClientRequest) =>
     Effect.mapError(
       traced.execute(request),
-      (error) => fromHttpClientError(error, request.method, request.url)
+      (error) => fromHttpClientError(error, request.method, request.url, timeout)
     )
 
   /**
@@ -246,17 +251,21 @@ export const make = (
    * under the attempt timeout, then `handle` on the response. A 401 with a
    * refreshable credential is refreshed once and replayed once, through the
    * limiter again.
+   *
+   * `atTransport`: the attempt timeout may be left to the transport
+   * (`TransportDeadline`), which bounds the request and its whole body.
    */
   const obtain = <X>(
     req: HttpClientRequest.HttpClientRequest,
-    handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>
+    handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
+    atTransport: boolean
   ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
     const method = req.method
     const url = req.url
     const limited = limiter !== undefined && limiter.appliesTo(req)
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
       if (auth === undefined && !limited) {
-        return timeoutFail(Effect.flatMap(send(req), handle), timeout, () => totalTimeout(method, url, timeout))
+        return timeoutFail(Effect.flatMap(send(req), handle), timeout, () => totalTimeout(method, url, timeout), atTransport)
       }
       return Effect.suspend(() => {
         // The response headers, for the limiter to learn from (RateLimit-*).
@@ -268,7 +277,8 @@ export const make = (
               return handle(response)
             }),
             timeout,
-            () => totalTimeout(method, url, timeout)
+            () => totalTimeout(method, url, timeout),
+            atTransport
           )
         const sent = auth === undefined ? exchange(req) : Effect.flatMap(auth.credential, (credential) => {
           onCredential?.(credential)
@@ -333,7 +343,8 @@ export const make = (
               return response.status >= 200 && response.status < 300
                 ? decodeBody(response, method, url, decode)
                 : failStatus(response, method, url)
-            }
+            },
+            deadlineAtTransport
           )).pipe(Effect.withParentSpan(span), registerRedacted)
     )
   }
@@ -349,11 +360,16 @@ export const make = (
       if (built instanceof RequestEncodeError) return Effect.fail(built)
       const req = HttpClientRequest.setHeader(built, "accept", "*/*")
       const url = req.url
-      // For a stream the timeout bounds the wait for the response headers; the body may run long.
-      return obtain(req, (response) =>
-        response.status >= 200 && response.status < 300
-          ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
-          : failStatus(response, method, url)).pipe(registerRedacted)
+      // For a stream the timeout bounds the wait for the response headers; the body may run long,
+      // so the deadline is never left to the transport (it would cut the body off).
+      return obtain(
+        req,
+        (response) =>
+          response.status >= 200 && response.status < 300
+            ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
+            : failStatus(response, method, url),
+        false
+      ).pipe(registerRedacted)
     }))
   }
 

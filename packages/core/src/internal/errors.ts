@@ -1,6 +1,7 @@
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as Duration from "effect/Duration"
 import { RequestEncodeError, RequestTimeoutError, TransportError } from "../ApiError.js"
+import { isDeadlineExceeded } from "../TransportDeadline.js"
 
 /** Error codes that prove the request never reached the server. */
 const CONNECT_CODES = new Set([
@@ -41,12 +42,20 @@ export const causeInfo = (cause: unknown): CauseInfo => {
   return { code: undefined, message: message ?? String(cause) }
 }
 
-/** Maps a platform `HttpClientError` to Sluice's transport-level errors. */
+/**
+ * Maps a platform `HttpClientError` to Sluice's transport-level errors. A
+ * transport that aborted at the attempt's deadline (`TransportDeadline`)
+ * gives the attempt's timeout, `timeout`.
+ */
 export const fromHttpClientError = (
   error: HttpClientError.HttpClientError,
   method: string,
-  url: string
+  url: string,
+  timeout?: Duration.Duration
 ): TransportError | RequestTimeoutError | RequestEncodeError => {
+  if (isDeadlineExceeded(error.cause)) {
+    return new RequestTimeoutError({ method, url, phase: "total", ...(timeout !== undefined ? { timeout } : {}) })
+  }
   if (error._tag === "RequestError") {
     if (error.reason === "Encode" || error.reason === "InvalidUrl") {
       return new RequestEncodeError({ method, url, description: error.description ?? causeInfo(error.cause).message })

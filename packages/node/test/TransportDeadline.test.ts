@@ -1,0 +1,138 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { ApiClient, TransportDeadline } from "@sluice/core"
+import { TestServer } from "@sluice/testing"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import { Agent } from "undici"
+import { NodeTransport } from "../src/index.js"
+import { DeadlineSignal } from "../src/internal/deadlineSignal.js"
+
+const eventually = <A>(check: Effect.Effect<A, unknown>) =>
+  check.pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(150)))))
+
+const setup = (routes: ReadonlyArray<TestServer.Route>, options?: Partial<ApiClient.Options>) =>
+  Effect.gen(function*() {
+    const server = yield* TestServer.make({ routes })
+    const http = yield* NodeTransport.make()
+    const api = yield* Effect.provideService(
+      ApiClient.make({ baseUrl: server.url, timeout: "200 millis", ...options }),
+      HttpClient.HttpClient,
+      http
+    )
+    return { server, http, api }
+  })
+
+describe("NodeTransport enforces TransportDeadline", () => {
+  it.live("ApiClient leaves its timeout to the agent: headers or body late is a total RequestTimeoutError", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api, http, server } = yield* setup([
+        { path: "/late", then: { delay: "10 seconds", json: 1 } },
+        { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } },
+        { path: "/slow-but-in-time", then: { chunks: ["[1,", "2]"], chunkDelay: "60 millis", delay: "60 millis" } }
+      ])
+      expect(TransportDeadline.isEnforcedBy(http)).toBe(true)
+      for (const path of ["/late", "/stall"]) {
+        const started = Date.now()
+        const error = yield* Effect.flip(api.get(path))
+        assert(error._tag === "RequestTimeoutError", error._tag)
+        expect(error.phase).toBe("total")
+        expect(error.timeout && Duration.toMillis(error.timeout)).toBe(200)
+        expect(Date.now() - started).toBeLessThan(2_000)
+      }
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.abandoned === 2)))
+      // a deadline never outlives its request: later requests on the same pooled sockets are unaffected
+      for (let i = 0; i < 3; i++) expect(yield* api.get("/slow-but-in-time")).toEqual([1, 2])
+      yield* Effect.sleep("250 millis")
+      const raw = yield* http.execute(HttpClientRequest.get(`${server.url}/slow-but-in-time`))
+      expect(yield* raw.json).toEqual([1, 2])
+    })))
+
+  it.live("interrupting the caller still aborts the request", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {
+        timeout: "1 minute"
+      })
+      const fiber = yield* Effect.fork(api.get("/late"))
+      yield* server.awaitRequests(1)
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.abandoned === 1 && s.connectionsOpen === 0)))
+    })))
+
+  it.live("a stream's body is not cut off: its timeout bounds only the wait for the headers", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api } = yield* setup([
+        { path: "/lines", then: { chunks: ["a\n", "b\n", "c\n", "d\n"], chunkDelay: "100 millis" } }
+      ], { timeout: "150 millis" })
+      const lines = yield* api.postStreamLines("/lines").pipe(Stream.runCollect)
+      expect([...lines]).toEqual(["a", "b", "c", "d"])
+    })))
+
+  it.live("a transformClient is raced instead: what it adds around the transport is bounded too", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api } = yield* setup([{ path: "/x", then: { json: 1 } }], {
+        transformClient: HttpClient.mapRequestEffect((request) => Effect.as(Effect.sleep("10 seconds"), request))
+      })
+      const started = Date.now()
+      const error = yield* Effect.flip(api.get("/x"))
+      expect(error._tag).toBe("RequestTimeoutError")
+      expect(Date.now() - started).toBeLessThan(2_000)
+    })))
+})
+
+describe("DeadlineSignal", () => {
+  const withAgent = Effect.acquireRelease(Effect.sync(() => new Agent()), (agent) => Effect.promise(() => agent.destroy()))
+
+  it.live("lets go of its timer and listeners once undici is done with the body", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/x", then: { json: { ok: true } } }] })
+      const agent = yield* withAgent
+      const signal = new DeadlineSignal(new AbortController().signal, Date.now() + 60_000)
+      const response = yield* Effect.promise(() =>
+        agent.request({ origin: server.url, path: "/x", method: "GET", signal: signal as unknown as AbortSignal })
+      )
+      expect(signal.pending).toBe(true)
+      expect(yield* Effect.promise(() => response.body.json())).toEqual({ ok: true })
+      // undici removes its listener on the body's 'close', a tick after its end
+      yield* eventually(Effect.suspend(() => signal.pending ? Effect.fail("pending") : Effect.void))
+      expect(signal.aborted).toBe(false)
+    })))
+
+  it.live("aborts with DeadlineExceeded at the deadline, or with the outer reason first", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }]
+      })
+      const agent = yield* withAgent
+      const read = (signal: DeadlineSignal) =>
+        Effect.promise(() =>
+          agent.request({ origin: server.url, path: "/stall", method: "GET", signal: signal as unknown as AbortSignal })
+            .then((r) => r.body.text()).then(() => "read" as unknown, (e: unknown) => e)
+        )
+      const deadline = Date.now() + 150
+      const timedOut = new DeadlineSignal(new AbortController().signal, deadline)
+      const e1 = yield* read(timedOut)
+      assert(TransportDeadline.isDeadlineExceeded(e1), String(e1))
+      expect(e1.deadline).toBe(deadline)
+      expect(Date.now()).toBeGreaterThanOrEqual(deadline)
+      yield* eventually(Effect.suspend(() => timedOut.pending ? Effect.fail("pending") : Effect.void))
+
+      const outer = new AbortController()
+      const interrupted = new DeadlineSignal(outer.signal, Date.now() + 60_000)
+      setTimeout(() => outer.abort(new Error("interrupted")), 50)
+      const e2 = yield* read(interrupted)
+      expect(e2).toBeInstanceOf(Error)
+      expect((e2 as Error).message).toBe("interrupted")
+      yield* eventually(Effect.suspend(() => interrupted.pending ? Effect.fail("pending") : Effect.void))
+
+      // already past: undici never sends it
+      const before = (yield* server.stats).total
+      const e3 = yield* read(new DeadlineSignal(undefined, Date.now() - 1))
+      expect(TransportDeadline.isDeadlineExceeded(e3)).toBe(true)
+      expect((yield* server.stats).total).toBe(before)
+    })))
+})
