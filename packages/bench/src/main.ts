@@ -85,7 +85,7 @@ const redisSection = async () => {
 const cpuSection = async () => {
   const options = quick
     ? { passes: 2, blocksPerPass: 6, requestsPerBlock: 500 }
-    : { passes: 3, blocksPerPass: 20, requestsPerBlock: 1000 }
+    : { passes: 5, blocksPerPass: 20, requestsPerBlock: 1000 }
   process.stderr.write(`cpu scenario: ${options.passes} passes of ${options.blocksPerPass} interleaved blocks of ${options.requestsPerBlock} requests per variant\n`)
   const rows = await Cpu.runInChild(options)
   const pct = (ratio: number) => `${ratio >= 1 ? "+" : ""}${fmt(100 * (ratio - 1), 1)} %`
@@ -151,8 +151,10 @@ const main = async () => {
   for (const c of options.concurrencies) {
     const cost = 1 - at("sluice ApiClient", c).rps / at("sluice NodeTransport", c).rps
     const cpu = at("sluice ApiClient", c).cpu / at("sluice NodeTransport", c).cpu - 1
-    lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second, ${fmt(cpu * 100, 1)} % more client CPU per request (target: 10 % at c=64, 5 % at c=1).`)
+    lines.push(`- ApiClient over NodeTransport at c=${c}: ${fmt(cost * 100, 1)} % fewer requests per second, ${fmt(cpu * 100, 1)} % more client CPU per request in these rounds.`)
   }
+  lines.push("")
+  lines.push("Throughput rounds of a few seconds on this 2-core machine, shared with the server, swing by tens of percent from run to run; the issue 4 target (ApiClient over its transport) is judged by client CPU in 1b below, which interleaves the variants finely.")
   const cpuLines = await cpuSection()
   const adaptiveLines = await adaptiveSection()
   const redisLines = await redisSection()

@@ -33,10 +33,11 @@ const program = Effect.gen(function*() {
     times.push(Date.now())
   }
   const sorted = Float64Array.from(latencies).sort()
-  process.stdout.write(JSON.stringify({ count: latencies.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), times }))
+  return JSON.stringify({ count: latencies.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), times })
 })
 
-Effect.runPromise(Effect.scoped(program)).then(() => process.exit(0), (e) => {
+// Exit only once the result is written: a pipe takes 64 KiB at once, and exit drops what is still queued.
+Effect.runPromise(Effect.scoped(program)).then((result) => process.stdout.write(result, () => process.exit(0)), (e) => {
   process.stderr.write(String(e))
   process.exit(1)
 })
