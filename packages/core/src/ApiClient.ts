@@ -131,14 +131,24 @@ export interface Options {
   readonly apiKey?: Redacted.Redacted<string> | undefined
   /** Default `X-API-Key`. */
   readonly apiKeyHeader?: string | undefined
-  /** Bound on one request: connect, send, headers and body. Default 10 seconds. */
+  /**
+   * Bound on one attempt: connect, send, headers and body (for a stream, up to
+   * the headers). Default 10 seconds; `Duration.infinity` for none. Over a
+   * transport that enforces `TransportDeadline` (`NodeTransport`) the
+   * transport aborts at the deadline; over any other client, or under a
+   * `transformClient`, the attempt is raced against a timer.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * Follow redirects (off by default): `true` for up to 10 hops, or a number.
    * Credentials and the API key never cross to another origin.
    */
   readonly followRedirects?: boolean | number | undefined
-  /** The escape hatch: any `HttpClient` combinator, applied under the JSON layer. */
+  /**
+   * The escape hatch: any `HttpClient` combinator, applied under the JSON
+   * layer. The attempt timeout then bounds what it adds too, by racing the
+   * attempt (a forked fiber per attempt, measurably dearer: BENCHMARKS.md 1b).
+   */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
 }
 

@@ -52,6 +52,16 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(yield* raw.json).toEqual([1, 2])
     })))
 
+  it.live("an infinite timeout is no timeout, enforced by the transport or raced", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // Node fires a timer of Infinity ms at once: an infinite timeout must arm none.
+      const routes: ReadonlyArray<TestServer.Route> = [{ path: "/late", then: { delay: "150 millis", json: 1 } }]
+      const enforced = yield* setup(routes, { timeout: Duration.infinity })
+      expect(yield* enforced.api.get("/late")).toBe(1)
+      const raced = yield* setup(routes, { timeout: Duration.infinity, transformClient: (client) => client })
+      expect(yield* raced.api.get("/late")).toBe(1)
+    })))
+
   it.live("interrupting the caller still aborts the request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {
