@@ -11,9 +11,7 @@
  *
  * Garbage is fenced: without it, a block pays for the garbage the block
  * before it left (the raced variant leaves the most, and the ApiClient
- * block follows it). Each block starts after a young-generation collection,
- * not measured, and ends with one, measured: a block pays for its own
- * garbage. Each block starts after a full collection, not measured, and
+ * block follows it). Each block starts after a full collection, not measured, and
  * ends with a young-generation collection, measured: a block pays for its
  * own garbage, and no block pays for an old-generation collection that
  * others' garbage made due.
