@@ -4,8 +4,8 @@
  *
  * `ApiClient` bounds every attempt (request, response and body) by its
  * timeout. On an arbitrary `HttpClient` it does that by racing the attempt
- * in a forked fiber, which costs about as much CPU as the rest of
- * `ApiClient` together (see BENCHMARKS.md). A transport that can abort its
+ * in a forked fiber, which costs more CPU than the rest of `ApiClient`
+ * together (see BENCHMARKS.md 1b). A transport that can abort its
  * own request at a given instant declares so with {@link declare}; for such
  * a transport `ApiClient` only sets {@link current} around the attempt and
  * the transport aborts the request (and its body) at that instant with a
