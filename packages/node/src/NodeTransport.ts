@@ -38,7 +38,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { TransportDeadline } from "@sluice/core"
 import { Agent, type Dispatcher } from "undici"
-import { DeadlineSignal } from "./internal/deadlineSignal.js"
+import { DeadlineHandler } from "./internal/deadlineHandler.js"
 
 export interface Options {
   /** Bound on TCP connect plus TLS handshake. Default 5 seconds. */
@@ -54,32 +54,25 @@ export interface Options {
 }
 
 /**
- * An `Agent` whose `request` honours the calling fiber's
+ * An `Agent` whose requests fail at the calling fiber's
  * `TransportDeadline.current`. `@effect/platform-node`'s undici client calls
- * `request` synchronously from the fiber that sends, and passes its own
- * `AbortSignal` (aborted on interruption), which the deadline joins.
+ * `request`, which dispatches, synchronously from the fiber that sends: the
+ * deadline is read there and the request's handler wrapped.
  */
 class DeadlineAgent extends Agent {
-  override request<TOpaque = null>(
-    options: Dispatcher.RequestOptions<TOpaque>,
-    callback: (err: Error | null, data: Dispatcher.ResponseData<TOpaque>) => void
-  ): void
-  override request<TOpaque = null>(options: Dispatcher.RequestOptions<TOpaque>): Promise<Dispatcher.ResponseData<TOpaque>>
-  override request<TOpaque = null>(
-    options: Dispatcher.RequestOptions<TOpaque>,
-    callback?: (err: Error | null, data: Dispatcher.ResponseData<TOpaque>) => void
-  ): void | Promise<Dispatcher.ResponseData<TOpaque>> {
+  override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const deadline = TransportDeadline.unsafeCurrent()
-    const withDeadline = deadline === undefined
-      ? options
-      : { ...options, signal: new DeadlineSignal(options.signal as AbortSignal | undefined, deadline) }
-    return callback === undefined ? super.request(withDeadline) : super.request(withDeadline, callback)
+    // Only undici's own handler protocol (what `request` uses) is wrapped.
+    return super.dispatch(
+      options,
+      deadline === undefined || handler.onRequestStart !== undefined ? handler : new DeadlineHandler(handler, deadline)
+    )
   }
 }
 
 /**
  * A keep-alive undici `Agent`, destroyed when the scope closes. Its
- * `request` aborts at the calling fiber's `TransportDeadline.current`.
+ * requests fail at the calling fiber's `TransportDeadline.current`.
  */
 export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.acquireRelease(

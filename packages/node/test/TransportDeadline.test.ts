@@ -6,19 +6,24 @@ import { TestServer } from "@sluice/testing"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import { Agent } from "undici"
+import { Agent, type Dispatcher } from "undici"
 import { NodeTransport } from "../src/index.js"
-import { DeadlineSignal } from "../src/internal/deadlineSignal.js"
+import { DeadlineHandler } from "../src/internal/deadlineHandler.js"
 
 const eventually = <A>(check: Effect.Effect<A, unknown>) =>
   check.pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(150)))))
 
-const setup = (routes: ReadonlyArray<TestServer.Route>, options?: Partial<ApiClient.Options>) =>
+const setup = (
+  routes: ReadonlyArray<TestServer.Route>,
+  options?: Partial<ApiClient.Options>,
+  transport?: NodeTransport.Options
+) =>
   Effect.gen(function*() {
     const server = yield* TestServer.make({ routes })
-    const http = yield* NodeTransport.make()
+    const http = yield* NodeTransport.make(transport)
     const api = yield* Effect.provideService(
       ApiClient.make({ baseUrl: server.url, timeout: "200 millis", ...options }),
       HttpClient.HttpClient,
@@ -63,6 +68,25 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(yield* raced.api.get("/late")).toBe(1)
     })))
 
+  it.live("a request queued behind a full pool fails at its deadline, and is never sent", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api, http, server } = yield* setup([{ path: "/hold", then: { delay: "1 second", json: 1 } }], {
+        timeout: "200 millis"
+      }, { connections: 1 })
+      // the only socket is taken by a request with no deadline
+      const hog = yield* Effect.fork(http.execute(HttpClientRequest.get(`${server.url}/hold`)).pipe(Effect.flatMap((r) => r.json)))
+      yield* server.awaitRequests(1)
+      const error = yield* Effect.flip(api.get("/hold"))
+      assert(error._tag === "RequestTimeoutError", error._tag)
+      expect(error.phase).toBe("total")
+      // undici alone would fail it only once the socket came free
+      expect(Option.isNone(yield* Fiber.poll(hog))).toBe(true)
+      expect(yield* Fiber.join(hog)).toBe(1)
+      // its turn came and went: it was aborted before it was written
+      yield* Effect.sleep("200 millis")
+      expect((yield* server.stats).total).toBe(1)
+    })))
+
   it.live("interrupting the caller still aborts the request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {
@@ -95,54 +119,62 @@ describe("NodeTransport enforces TransportDeadline", () => {
     })))
 })
 
-describe("DeadlineSignal", () => {
-  const withAgent = Effect.acquireRelease(Effect.sync(() => new Agent()), (agent) => Effect.promise(() => agent.destroy()))
+describe("DeadlineHandler", () => {
+  /** An agent that wraps every request in a DeadlineHandler for `deadline()`, and keeps them. */
+  const withAgent = (deadline: () => number) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const handlers: Array<DeadlineHandler> = []
+        const agent = new (class extends Agent {
+          override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler) {
+            const wrapped = new DeadlineHandler(handler, deadline())
+            handlers.push(wrapped)
+            return super.dispatch(options, wrapped)
+          }
+        })()
+        return { agent, handlers }
+      }),
+      ({ agent }) => Effect.promise(() => agent.destroy())
+    )
 
-  it.live("lets go of its timer and listeners once undici is done with the body", () =>
+  it.live("lets go of its timer once undici has the whole body", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* TestServer.make({ routes: [{ path: "/x", then: { json: { ok: true } } }] })
-      const agent = yield* withAgent
-      const signal = new DeadlineSignal(new AbortController().signal, Date.now() + 60_000)
-      const response = yield* Effect.promise(() =>
-        agent.request({ origin: server.url, path: "/x", method: "GET", signal: signal as unknown as AbortSignal })
-      )
-      expect(signal.pending).toBe(true)
+      const { agent, handlers } = yield* withAgent(() => Date.now() + 60_000)
+      const response = yield* Effect.promise(() => agent.request({ origin: server.url, path: "/x", method: "GET" }))
       expect(yield* Effect.promise(() => response.body.json())).toEqual({ ok: true })
-      // undici removes its listener on the body's 'close', a tick after its end
-      yield* eventually(Effect.suspend(() => signal.pending ? Effect.fail("pending") : Effect.void))
-      expect(signal.aborted).toBe(false)
+      expect(handlers.map((h) => h.pending)).toEqual([false])
     })))
 
-  it.live("aborts with DeadlineExceeded at the deadline, or with the outer reason first", () =>
+  it.live("fails with DeadlineExceeded at the deadline; the caller's signal still aborts first", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* TestServer.make({
         routes: [{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }]
       })
-      const agent = yield* withAgent
-      const read = (signal: DeadlineSignal) =>
+      let deadline = Date.now() + 150
+      const { agent, handlers } = yield* withAgent(() => deadline)
+      const read = (signal?: AbortSignal) =>
         Effect.promise(() =>
-          agent.request({ origin: server.url, path: "/stall", method: "GET", signal: signal as unknown as AbortSignal })
+          agent.request({ origin: server.url, path: "/stall", method: "GET", ...(signal ? { signal } : {}) })
             .then((r) => r.body.text()).then(() => "read" as unknown, (e: unknown) => e)
         )
-      const deadline = Date.now() + 150
-      const timedOut = new DeadlineSignal(new AbortController().signal, deadline)
-      const e1 = yield* read(timedOut)
+      const e1 = yield* read()
       assert(TransportDeadline.isDeadlineExceeded(e1), String(e1))
       expect(e1.deadline).toBe(deadline)
       expect(Date.now()).toBeGreaterThanOrEqual(deadline)
-      yield* eventually(Effect.suspend(() => timedOut.pending ? Effect.fail("pending") : Effect.void))
 
+      deadline = Date.now() + 60_000
       const outer = new AbortController()
-      const interrupted = new DeadlineSignal(outer.signal, Date.now() + 60_000)
       setTimeout(() => outer.abort(new Error("interrupted")), 50)
-      const e2 = yield* read(interrupted)
+      const e2 = yield* read(outer.signal)
       expect(e2).toBeInstanceOf(Error)
       expect((e2 as Error).message).toBe("interrupted")
-      yield* eventually(Effect.suspend(() => interrupted.pending ? Effect.fail("pending") : Effect.void))
+      yield* eventually(Effect.suspend(() => handlers.some((h) => h.pending) ? Effect.fail("pending") : Effect.void))
 
       // already past: undici never sends it
       const before = (yield* server.stats).total
-      const e3 = yield* read(new DeadlineSignal(undefined, Date.now() - 1))
+      deadline = Date.now() - 1
+      const e3 = yield* read()
       expect(TransportDeadline.isDeadlineExceeded(e3)).toBe(true)
       expect((yield* server.stats).total).toBe(before)
     })))
