@@ -25,6 +25,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
+import * as TransportDeadline from "./TransportDeadline.js"
 
 export interface Options {
   /** Hops to follow before returning the last 3xx response as it is. Default 10. */
@@ -76,7 +77,10 @@ export const nextRequest = (
     headers = Headers.remove(headers, ["content-type", "content-length", "content-encoding", "content-language"])
   }
   // setUrl with a URL takes its query as the parameters: the old ones are not appended twice.
-  return HttpClientRequest.make(method)(target, { headers, body })
+  const next = HttpClientRequest.make(method)(target, { headers, body })
+  // A hop belongs to the same attempt: it keeps the attempt's deadline.
+  const deadline = TransportDeadline.of(request)
+  return deadline === undefined ? next : TransportDeadline.attach(next, deadline)
 }
 
 /**

@@ -7,10 +7,10 @@
  * in a forked fiber, which costs more CPU than the rest of `ApiClient`
  * together (see BENCHMARKS.md 1b). A transport that can abort its
  * own request at a given instant declares so with {@link declare}; for such
- * a transport `ApiClient` only sets {@link current} around the attempt and
- * the transport aborts the request (and its body) at that instant with a
- * {@link DeadlineExceeded} reason, which `ApiClient` reports as a
- * `RequestTimeoutError` with phase `total`.
+ * a transport `ApiClient` only {@link attach}es the attempt's deadline to the
+ * request it sends, and the transport fails the request (and its body) at
+ * that instant with a {@link DeadlineExceeded}, which `ApiClient` reports as
+ * a `RequestTimeoutError` with phase `total`.
  *
  * `NodeTransport` (`@sluice/node`) declares it. A client wrapped after being
  * made (e.g. with `HttpClient.retryTransient`, or `ApiClient`'s
@@ -22,32 +22,63 @@
  * import * as HttpClient from "@effect/platform/HttpClient"
  * import { TransportDeadline } from "@sluice/core"
  *
- * // A transport that reads the deadline when it dispatches and aborts the
- * // request with `new TransportDeadline.DeadlineExceeded(deadline)` when it passes:
+ * // A transport that reads `TransportDeadline.of(request)` when it sends and
+ * // fails the request with `new TransportDeadline.DeadlineExceeded(deadline)` when it passes:
  * declare const myTransport: HttpClient.HttpClient
  * export const transport = TransportDeadline.declare(myTransport)
  * ```
  *
  * @since 0.2.0
  */
+import type * as Headers from "@effect/platform/Headers"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { globalValue } from "effect/GlobalValue"
 
 /**
- * The instant, in epoch milliseconds of the live clock (`Date.now()`), by
- * which the request being sent must be complete, body included; `undefined`
- * when the caller set none. Set by `ApiClient` only on the live clock.
+ * Deadlines by the headers object of the request they belong to.
+ *
+ * Why the headers, and not a `FiberRef`: a `FiberRef` set and restored around
+ * every attempt (`Effect.locally`) copies the fiber's refs twice, which
+ * measured as a third of the deadline's cost; and why the headers object and
+ * not the request: `@effect/platform`'s adapters hand the request's headers
+ * object, unchanged, to their dispatcher, and never the request itself, so a
+ * transport under such an adapter (`NodeTransport`'s undici agent) can still
+ * find it ({@link ofHeaders}). The map is weak: a deadline goes with its
+ * request.
  */
-export const current: FiberRef.FiberRef<number | undefined> = globalValue(
-  "@sluice/core/TransportDeadline/current",
-  () => FiberRef.unsafeMake<number | undefined>(undefined)
-)
+const deadlines = globalValue("@sluice/core/TransportDeadline/deadlines", () => new WeakMap<object, number>())
 
 /**
- * The abort reason a transport uses when {@link current} passes. It is an
- * `Error` so that it survives as the `cause` of the platform's
+ * A copy of `request` that must be complete, body included, by `deadline`
+ * (epoch milliseconds of the live clock, as `Date.now()`). Attach it last: a
+ * request derived from the copy (a header set, say) carries no deadline.
+ */
+export const attach = (
+  request: HttpClientRequest.HttpClientRequest,
+  deadline: number
+): HttpClientRequest.HttpClientRequest => {
+  // A headers object of its own: another request's deadline cannot be found on it.
+  const attached = HttpClientRequest.setHeaders(request, EMPTY)
+  deadlines.set(attached.headers, deadline)
+  return attached
+}
+
+const EMPTY: Record<string, string> = {}
+
+/** The deadline {@link attach}ed to `request`, if any. */
+export const of = (request: HttpClientRequest.HttpClientRequest): number | undefined => deadlines.get(request.headers)
+
+/**
+ * The deadline of the request whose headers object this is, for a transport
+ * that is handed only the headers (as `@effect/platform-node`'s undici
+ * adapter hands `Dispatcher.request` the request's `headers`).
+ */
+export const ofHeaders = (headers: Headers.Headers | object): number | undefined => deadlines.get(headers)
+
+/**
+ * The abort reason a transport uses when a request's deadline passes. It is
+ * an `Error` so that it survives as the `cause` of the platform's
  * `RequestError`/`ResponseError`.
  */
 export class DeadlineExceeded extends Error {
@@ -65,21 +96,11 @@ export class DeadlineExceeded extends Error {
 export const isDeadlineExceeded = (u: unknown): u is DeadlineExceeded =>
   u instanceof Error && (u as { readonly _tag?: unknown })._tag === "DeadlineExceeded"
 
-/**
- * {@link current} of the fiber that is running right now, for a transport
- * that is called synchronously from its fiber (as `@effect/platform-node`'s
- * undici adapter calls `Dispatcher.request`) and has no other way to see it.
- */
-export const unsafeCurrent = (): number | undefined => {
-  const fiber = Fiber.getCurrentFiber()
-  return fiber._tag === "Some" ? fiber.value.getFiberRef(current) : undefined
-}
-
 const declared = globalValue("@sluice/core/TransportDeadline/declared", () => new WeakSet<HttpClient.HttpClient>())
 
 /**
- * Declares that `client` aborts every request at {@link current}. Returns
- * the same client.
+ * Declares that `client` fails every request at its {@link attach}ed
+ * deadline. Returns the same client.
  */
 export const declare = <C extends HttpClient.HttpClient>(client: C): C => {
   declared.add(client)

@@ -54,14 +54,14 @@ export interface Options {
 }
 
 /**
- * An `Agent` whose requests fail at the calling fiber's
- * `TransportDeadline.current`. `@effect/platform-node`'s undici client calls
- * `request`, which dispatches, synchronously from the fiber that sends: the
- * deadline is read there and the request's handler wrapped.
+ * An `Agent` whose requests fail at their `TransportDeadline`.
+ * `@effect/platform-node`'s undici client hands `request` (which dispatches)
+ * the request's own headers object, which is what the deadline was attached
+ * to; the request's handler is wrapped for it.
  */
 class DeadlineAgent extends Agent {
   override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const deadline = TransportDeadline.unsafeCurrent()
+    const deadline = TransportDeadline.ofHeaders(options.headers as object)
     // Only undici's own handler protocol (what `request` uses) is wrapped.
     return super.dispatch(
       options,
@@ -72,7 +72,7 @@ class DeadlineAgent extends Agent {
 
 /**
  * A keep-alive undici `Agent`, destroyed when the scope closes. Its
- * requests fail at the calling fiber's `TransportDeadline.current`.
+ * requests fail at their `TransportDeadline`.
  */
 export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.acquireRelease(

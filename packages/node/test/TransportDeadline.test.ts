@@ -87,6 +87,19 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect((yield* server.stats).total).toBe(1)
     })))
 
+  it.live("a followed redirect is the same attempt: its hop keeps the deadline", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { api } = yield* setup([
+        { path: "/moved", then: { redirect: "/stall" } },
+        { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }
+      ], { timeout: "300 millis", followRedirects: true })
+      const started = Date.now()
+      const error = yield* Effect.flip(api.get("/moved"))
+      assert(error._tag === "RequestTimeoutError", error._tag)
+      expect(error.phase).toBe("total")
+      expect(Date.now() - started).toBeLessThan(3_000)
+    })))
+
   it.live("interrupting the caller still aborts the request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {

@@ -36,7 +36,7 @@ import * as RetryAfter from "../RetryAfter.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
-import { timeoutFail } from "./timeout.js"
+import { timeoutOrDeadline } from "./timeout.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
 
@@ -265,17 +265,23 @@ export const make = (
     const limited = limiter !== undefined && limiter.appliesTo(req)
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
       if (auth === undefined && !limited) {
-        return timeoutFail(Effect.flatMap(send(req), handle), timeout, () => totalTimeout(method, url, timeout), atTransport)
+        return timeoutOrDeadline(
+          (deadline) => Effect.flatMap(send(deadline === undefined ? req : TransportDeadline.attach(req, deadline)), handle),
+          timeout,
+          () => totalTimeout(method, url, timeout),
+          atTransport
+        )
       }
       return Effect.suspend(() => {
         // The response headers, for the limiter to learn from (RateLimit-*).
         let headers: Readonly<Record<string, string>> = {}
         const exchange = (request: HttpClientRequest.HttpClientRequest) =>
-          timeoutFail(
-            Effect.flatMap(send(request), (response) => {
-              headers = response.headers
-              return handle(response)
-            }),
+          timeoutOrDeadline(
+            (deadline) =>
+              Effect.flatMap(send(deadline === undefined ? request : TransportDeadline.attach(request, deadline)), (response) => {
+                headers = response.headers
+                return handle(response)
+              }),
             timeout,
             () => totalTimeout(method, url, timeout),
             atTransport
