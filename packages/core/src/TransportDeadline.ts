@@ -30,51 +30,57 @@
  *
  * @since 0.2.0
  */
-import type * as Headers from "@effect/platform/Headers"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { globalValue } from "effect/GlobalValue"
 
 /**
- * Deadlines by the headers object of the request they belong to.
+ * Where a request's deadline is kept: a property of its headers object, under
+ * a registered symbol (so two copies of this package agree on it).
  *
- * Why the headers, and not a `FiberRef`: a `FiberRef` set and restored around
- * every attempt (`Effect.locally`) copies the fiber's refs twice, which
- * measured as a third of the deadline's cost; and why the headers object and
- * not the request: `@effect/platform`'s adapters hand the request's headers
- * object, unchanged, to their dispatcher, and never the request itself, so a
+ * Why on the headers, and not in a `FiberRef`: a `FiberRef` set and restored
+ * around every attempt (`Effect.locally`) copies the fiber's refs twice per
+ * request, which measured as most of the deadline's cost. Why the headers
+ * object and not the request: `@effect/platform`'s adapters hand the
+ * request's headers to their dispatcher and never the request itself, so a
  * transport under such an adapter (`NodeTransport`'s undici agent) can still
- * find it ({@link ofHeaders}). The map is weak: a deadline goes with its
- * request.
+ * find it. Why an enumerable property and not a weak map keyed by the object:
+ * the platform copies the headers (`{ ...headers }`) when it adds its trace
+ * headers, and a spread copies the property along; header iteration
+ * (`Object.keys`, `Object.entries`, `for … in`) never sees a symbol.
  */
-const deadlines = globalValue("@sluice/core/TransportDeadline/deadlines", () => new WeakMap<object, number>())
+const DEADLINE = Symbol.for("@sluice/core/TransportDeadline/deadline")
 
 /**
  * A copy of `request` that must be complete, body included, by `deadline`
- * (epoch milliseconds of the live clock, as `Date.now()`). Attach it last: a
- * request derived from the copy (a header set, say) carries no deadline.
+ * (epoch milliseconds of the live clock, as `Date.now()`). Requests derived
+ * from the copy with `HttpClientRequest.setHeader(s)` keep it; the original
+ * is unchanged.
  */
 export const attach = (
   request: HttpClientRequest.HttpClientRequest,
   deadline: number
 ): HttpClientRequest.HttpClientRequest => {
-  // A headers object of its own: another request's deadline cannot be found on it.
+  // A headers object of its own: the original's (often shared) is never touched.
   const attached = HttpClientRequest.setHeaders(request, EMPTY)
-  deadlines.set(attached.headers, deadline)
+  ;(attached.headers as unknown as Record<symbol, number>)[DEADLINE] = deadline
   return attached
 }
 
 const EMPTY: Record<string, string> = {}
 
 /** The deadline {@link attach}ed to `request`, if any. */
-export const of = (request: HttpClientRequest.HttpClientRequest): number | undefined => deadlines.get(request.headers)
+export const of = (request: HttpClientRequest.HttpClientRequest): number | undefined => ofHeaders(request.headers)
 
 /**
  * The deadline of the request whose headers object this is, for a transport
  * that is handed only the headers (as `@effect/platform-node`'s undici
  * adapter hands `Dispatcher.request` the request's `headers`).
  */
-export const ofHeaders = (headers: Headers.Headers | object): number | undefined => deadlines.get(headers)
+export const ofHeaders = (headers: unknown): number | undefined =>
+  typeof headers === "object" && headers !== null
+    ? (headers as Record<symbol, number | undefined>)[DEADLINE]
+    : undefined
 
 /**
  * The abort reason a transport uses when a request's deadline passes. It is

@@ -61,7 +61,7 @@ export interface Options {
  */
 class DeadlineAgent extends Agent {
   override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const deadline = TransportDeadline.ofHeaders(options.headers as object)
+    const deadline = TransportDeadline.ofHeaders(options.headers)
     // Only undici's own handler protocol (what `request` uses) is wrapped.
     return super.dispatch(
       options,

@@ -100,6 +100,18 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(Date.now() - started).toBeLessThan(3_000)
     })))
 
+  it.live("a deadline attached by hand holds with the platform's tracer on (its trace headers are a new headers object)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { http, server } = yield* setup([{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }])
+      const deadline = Date.now() + 300
+      const request = TransportDeadline.attach(HttpClientRequest.get(`${server.url}/stall`), deadline)
+      const error = yield* Effect.flip(http.execute(request).pipe(Effect.flatMap((r) => r.text)))
+      assert(TransportDeadline.isDeadlineExceeded(error.cause), String(error.cause))
+      expect(Date.now()).toBeGreaterThanOrEqual(deadline)
+      expect(Date.now() - deadline).toBeLessThan(2_000)
+      expect((yield* server.log).at(-1)?.headers["traceparent"]).toBeDefined()
+    })))
+
   it.live("interrupting the caller still aborts the request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {
