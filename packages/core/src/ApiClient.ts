@@ -132,8 +132,9 @@ export interface Options {
   /** Default `X-API-Key`. */
   readonly apiKeyHeader?: string | undefined
   /**
-   * Bound on one attempt: connect, send, headers and body (for a stream, up to
-   * the headers). Default 10 seconds; `Duration.infinity` for none. Over a
+   * Bound on one attempt: waiting for a pooled socket, connect, send, headers
+   * and body (for a stream, up to the headers). Default 10 seconds;
+   * `Duration.infinity` for none. Over a
    * transport that enforces `TransportDeadline` (`NodeTransport`) the
    * transport aborts at the deadline; over any other client, or under a
    * `transformClient`, the attempt is raced against a timer.
