@@ -1,7 +1,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { ApiClient, TransportDeadline } from "@sluice/core"
+import { ApiClient, Retry, TransportDeadline } from "@sluice/core"
 import { TestServer } from "@sluice/testing"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -110,6 +110,20 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(Date.now()).toBeGreaterThanOrEqual(deadline)
       expect(Date.now() - deadline).toBeLessThan(2_000)
       expect((yield* server.log).at(-1)?.headers["traceparent"]).toBeDefined()
+    })))
+
+  it.live("each attempt of a retried request gets a deadline of its own", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/flaky", then: { delay: "250 millis", json: 1 } }] })
+      yield* server.enqueue("/flaky", [{ status: 503, delay: "250 millis" }])
+      const http = yield* NodeTransport.make()
+      const api = yield* ApiClient.make({ baseUrl: server.url, timeout: "400 millis" }).pipe(
+        Effect.provideService(HttpClient.HttpClient, http),
+        Effect.provide(Retry.layer({ maxAttempts: 2, baseDelay: "10 millis" }))
+      )
+      // the second attempt ends ~500 ms after the first began: past a deadline the two would share
+      expect(yield* api.get("/flaky")).toBe(1)
+      expect((yield* server.stats).statuses).toEqual({ 200: 1, 503: 1 })
     })))
 
   it.live("interrupting the caller still aborts the request", () =>

@@ -238,9 +238,10 @@ export const make = (
     return Effect.flatMap(readBody(response, method, url), parse)
   }
 
-  const send = (request: HttpClientRequest.HttpClientRequest) =>
+  /** `deadline`: the attempt's, for a transport that enforces it (`TransportDeadline`). */
+  const send = (request: HttpClientRequest.HttpClientRequest, deadline?: number) =>
     Effect.mapError(
-      traced.execute(request),
+      traced.execute(deadline === undefined ? request : TransportDeadline.attach(request, deadline)),
       (error) => fromHttpClientError(error, request.method, request.url, timeout)
     )
 
@@ -266,7 +267,7 @@ export const make = (
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
       if (auth === undefined && !limited) {
         return timeoutOrDeadline(
-          (deadline) => Effect.flatMap(send(deadline === undefined ? req : TransportDeadline.attach(req, deadline)), handle),
+          (deadline) => Effect.flatMap(send(req, deadline), handle),
           timeout,
           () => totalTimeout(method, url, timeout),
           atTransport
@@ -278,7 +279,7 @@ export const make = (
         const exchange = (request: HttpClientRequest.HttpClientRequest) =>
           timeoutOrDeadline(
             (deadline) =>
-              Effect.flatMap(send(deadline === undefined ? request : TransportDeadline.attach(request, deadline)), (response) => {
+              Effect.flatMap(send(request, deadline), (response) => {
                 headers = response.headers
                 return handle(response)
               }),
