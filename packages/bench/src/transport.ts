@@ -82,7 +82,8 @@ export const run = async (options: Options) => {
   for (const [, runner] of runners) await runner(8, 300)
   for (let round = 0; round < options.rounds; round++) {
     for (const c of options.concurrencies) {
-      for (const [name, runner] of runners) {
+      // Alternate the order: a client that always ran after the same other one would pay for its garbage.
+      for (const [name, runner] of round % 2 === 0 ? runners : [...runners].reverse()) {
         const cpu0 = process.cpuUsage()
         const sample = await runner(c, options.durationMs)
         const cpu = process.cpuUsage(cpu0)
