@@ -70,9 +70,10 @@ describe("NodeTransport enforces TransportDeadline", () => {
 
   it.live("a request queued behind a full pool fails at its deadline, and is never sent", () =>
     Effect.scoped(Effect.gen(function*() {
-      const { api, http, server } = yield* setup([{ path: "/hold", then: { delay: "1 second", json: 1 } }], {
-        timeout: "200 millis"
-      }, { connections: 1 })
+      const { api, http, server } = yield* setup([
+        { path: "/hold", then: { delay: "1 second", json: 1 } },
+        { path: "/fast", then: { json: 2 } }
+      ], { timeout: "200 millis" }, { connections: 1 })
       // the only socket is taken by a request with no deadline
       const hog = yield* Effect.fork(http.execute(HttpClientRequest.get(`${server.url}/hold`)).pipe(Effect.flatMap((r) => r.json)))
       yield* server.awaitRequests(1)
@@ -82,9 +83,11 @@ describe("NodeTransport enforces TransportDeadline", () => {
       // undici alone would fail it only once the socket came free
       expect(Option.isNone(yield* Fiber.poll(hog))).toBe(true)
       expect(yield* Fiber.join(hog)).toBe(1)
-      // its turn came and went: it was aborted before it was written
+      // its turn came and went: it was dropped before it was written, and the socket kept
       yield* Effect.sleep("200 millis")
       expect((yield* server.stats).total).toBe(1)
+      expect(yield* api.get("/fast")).toBe(2)
+      expect((yield* server.stats).connectionsOpened).toBe(1)
     })))
 
   it.live("a followed redirect is the same attempt: its hop keeps the deadline", () =>

@@ -31,7 +31,7 @@ export class DeadlineHandler implements Handler {
 
   constructor(private readonly handler: Handler, private readonly deadline: number) {
     const wait = deadline - Date.now()
-    if (wait <= 0) this.expired = new TransportDeadline.DeadlineExceeded(deadline)
+    if (wait <= 0) this.expire()
     else if (wait <= MAX_TIMER_MILLIS) {
       // setTimeout's extra argument: no closure per request.
       this.timer = setTimeout(onDeadline, wait, this)
@@ -50,8 +50,8 @@ export class DeadlineHandler implements Handler {
     this.timer = undefined
     const error = this.expired = new TransportDeadline.DeadlineExceeded(this.deadline)
     if (this.abort !== undefined) return this.abort(error) // undici calls onError
-    // Still queued: undici would hold the failure until a socket came free. Fail
-    // now; `onConnect` aborts the request when its turn comes, before it is sent.
+    // Still queued (or not yet dispatched): undici would hold the failure until a
+    // socket came free. Fail now; `onConnect` drops the request when its turn comes.
     this.settled = true
     this.handler.onError!(error)
   }
@@ -62,7 +62,9 @@ export class DeadlineHandler implements Handler {
   }
 
   onConnect(abort: Abort, context?: unknown): void {
-    if (this.expired !== undefined) return abort(this.expired)
+    // Failed while queued. Thrown, not `abort`ed: undici then drops the request
+    // unsent and keeps the socket, where `abort` would destroy it (client-h1/h2).
+    if (this.expired !== undefined) throw this.expired
     this.abort = abort
     return (this.handler.onConnect as (abort: Abort, context?: unknown) => void)(abort, context)
   }
