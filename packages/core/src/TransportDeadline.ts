@@ -40,7 +40,8 @@ import { globalValue } from "effect/GlobalValue"
  *
  * Why on the headers, and not in a `FiberRef`: a `FiberRef` set and restored
  * around every attempt (`Effect.locally`) copies the fiber's refs twice per
- * request, which measured as most of the deadline's cost. Why the headers
+ * request; with it, `ApiClient` measured 9 to 10 % over its transport at
+ * concurrency 64, without it 2 to 6 % (BENCHMARKS.md 1b). Why the headers
  * object and not the request: `@effect/platform`'s adapters hand the
  * request's headers to their dispatcher and never the request itself, so a
  * transport under such an adapter (`NodeTransport`'s undici agent) can still
