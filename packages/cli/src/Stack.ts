@@ -6,7 +6,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
+import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth, RateLimiter, RateLimiterStore, Retry, TransportDeadline } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import { RedisStore } from "@sluice/redis"
 import type * as Duration from "effect/Duration"
@@ -60,8 +60,13 @@ export interface AttemptLog {
 }
 export const currentAttemptLog = FiberRef.unsafeMake<AttemptLog | undefined>(undefined)
 
+/**
+ * Counts attempts and keeps the last status for the batch's records. It adds
+ * no wait, so it declares its client: the attempt timeout stays with the
+ * transport instead of a fiber raced per attempt.
+ */
 const countAttempts = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  HttpClient.tap(
+  TransportDeadline.declare(HttpClient.tap(
     HttpClient.tapRequest(client, () =>
       Effect.map(FiberRef.get(currentAttemptLog), (log) => {
         if (log) log.attempts++
@@ -70,7 +75,7 @@ const countAttempts = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
       Effect.map(FiberRef.get(currentAttemptLog), (log) => {
         if (log) log.status = response.status
       })
-  )
+  ))
 
 const need = <A>(value: A | undefined, message: string): Effect.Effect<A, UsageError> =>
   value === undefined ? Effect.fail(new UsageError({ message })) : Effect.succeed(value)

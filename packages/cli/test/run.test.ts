@@ -123,6 +123,31 @@ describe("sluice run (built binary, real server)", () => {
       expect((yield* server.stats).total).toBe(2)
     })))
 
+  it.live("--timeout bounds each attempt, its body included: a stalled response is recorded as a timeout", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/fast", then: { json: 1 } },
+          { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "30 seconds" } }
+        ]
+      })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl([{ id: "a", path: "/fast" }, { id: "b", path: "/stall" }]))
+      const started = Date.now()
+      const r = yield* sluice([
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--timeout", "300ms", "--retries", "0"
+      ])
+      expect(Date.now() - started).toBeLessThan(15_000)
+      expect(r.code).toBe(1)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out.find((o) => o.id === "a")?.ok).toBe(true)
+      const b = out.find((o) => o.id === "b")
+      expect(b?.ok).toBe(false)
+      expect(b?.error.tag).toBe("RequestTimeoutError")
+      expect(b?.error.message).toContain("timed out")
+    })))
+
   it.live("auth failures are reported per request and secrets never reach the output", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* TestServer.make({

@@ -149,6 +149,8 @@ export interface Options {
    * The escape hatch: any `HttpClient` combinator, applied under the JSON
    * layer. The attempt timeout then bounds what it adds too, by racing the
    * attempt (a forked fiber per attempt, measurably dearer: BENCHMARKS.md 1b).
+   * A combinator that adds no wait of its own (taps, header changes) can keep
+   * the deadline at the transport: return `TransportDeadline.declare(client)`.
    */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
 }

@@ -129,6 +129,28 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect((yield* server.stats).statuses).toEqual({ 200: 1, 503: 1 })
     })))
 
+  it.live("a transformClient that declares its client keeps the deadline at the transport", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const seen: Array<number | undefined> = []
+      const record = (client: HttpClient.HttpClient) =>
+        HttpClient.tapRequest(client, (request) => Effect.sync(() => seen.push(TransportDeadline.of(request))))
+      const routes: ReadonlyArray<TestServer.Route> = [
+        { path: "/x", then: { json: 1 } },
+        { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }
+      ]
+      const declared = yield* setup(routes, { transformClient: (client) => TransportDeadline.declare(record(client)) })
+      const before = Date.now()
+      expect(yield* declared.api.get("/x")).toBe(1)
+      expect(seen[0]).toBeGreaterThanOrEqual(before + 200)
+      const error = yield* Effect.flip(declared.api.get("/stall"))
+      expect(error._tag).toBe("RequestTimeoutError")
+      // undeclared, it is raced: the request carries no deadline
+      const raced = yield* setup(routes, { transformClient: record })
+      expect(yield* raced.api.get("/x")).toBe(1)
+      expect(seen).toHaveLength(3)
+      expect(seen[2]).toBeUndefined()
+    })))
+
   it.live("interrupting the caller still aborts the request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { api, server } = yield* setup([{ path: "/late", then: { delay: "10 seconds", json: 1 } }], {

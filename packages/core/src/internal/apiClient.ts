@@ -102,9 +102,11 @@ export const make = (
   }
   const client = decorate(base)
   // The transport can enforce the attempt timeout itself: no fiber per attempt. Only for the
-  // client exactly as the transport made it (Redirects.follow is transparent to the deadline);
-  // anything a transformClient adds around it must stay inside the raced timeout.
-  const deadlineAtTransport = TransportDeadline.isEnforcedBy(base) && options.transformClient === undefined
+  // client as the transport made it (Redirects.follow carries the deadline to every hop), or
+  // under a transformClient that declares its client (it adds no wait of its own); anything
+  // else a transformClient adds must stay inside the raced timeout.
+  const deadlineAtTransport = TransportDeadline.isEnforcedBy(base) &&
+    (options.transformClient === undefined || TransportDeadline.isEnforcedBy(client))
   // One span per request: ApiClient's own (method, URL template, status), which also propagates the
   // trace headers; the platform's per-attempt client span is switched off for these requests.
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
