@@ -134,10 +134,10 @@ export interface Options {
   /**
    * Bound on one attempt: waiting for a pooled socket, connect, send, headers
    * and body (for a stream, up to the headers). Default 10 seconds;
-   * `Duration.infinity` for none. Over a
-   * transport that enforces `TransportDeadline` (`NodeTransport`) the
-   * transport aborts at the deadline; over any other client, or under a
-   * `transformClient`, the attempt is raced against a timer.
+   * `Duration.infinity` for none. Over a transport that enforces
+   * `TransportDeadline` (`NodeTransport`) the transport fails the request at
+   * the deadline; over any other client, or under a `transformClient` that
+   * does not declare its client, the attempt is raced against a timer.
    */
   readonly timeout?: Duration.DurationInput | undefined
   /**

@@ -12,8 +12,9 @@
  * The request/response adapter is `@effect/platform-node`'s undici client
  * (`NodeHttpClient.makeUndici`); only the dispatcher is ours. It enforces
  * `TransportDeadline` (declared on the client): `ApiClient` leaves its
- * attempt timeout to the agent, which aborts the request and its body at the
- * deadline, instead of racing every attempt in a forked fiber.
+ * attempt timeout to the agent, which fails the request at the deadline
+ * (queued for a socket, in flight or mid-body) instead of racing every
+ * attempt in a forked fiber.
  *
  * @example
  * ```ts
