@@ -42,7 +42,7 @@ const apiClient = (url: string, extra: Layer.Layer<never, never, never> | Layer.
       )
     ),
     (ctx) => Context.get(ctx, ApiClient.ApiClient)
-  )
+  ).pipe(Effect.orDie)
 
 const sluice: Contender = {
   name: "sluice adaptive",

@@ -50,7 +50,7 @@ const effectLoops = <E>(once: Effect.Effect<unknown, E>) => (concurrency: number
 
 export const run = async (options: Options) => {
   const scope = Effect.runSync(Scope.make())
-  const build = <I, S>(layer: Layer.Layer<I, never, never>, tag: Context.Tag<I, S>) =>
+  const build = <I, S, E>(layer: Layer.Layer<I, E, never>, tag: Context.Tag<I, S>) =>
     Effect.runPromise(Layer.buildWithScope(layer, scope)).then((ctx) => Context.get(ctx, tag))
 
   const agent = new Agent({ keepAliveTimeout: 60_000, connect: { timeout: 5_000 } })

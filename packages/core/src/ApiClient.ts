@@ -30,8 +30,9 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Headers from "@effect/platform/Headers"
 import type { HttpMethod } from "@effect/platform/HttpMethod"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -142,9 +143,18 @@ export interface Options {
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * Follow redirects (off by default): `true` for up to 10 hops, or a number.
-   * Credentials and the API key never cross to another origin.
+   * Credentials never cross to another origin: the API key, every header the
+   * `AuthProvider` sets, `Authorization`, `Cookie` and `Proxy-Authorization`
+   * are dropped on a cross-origin hop.
    */
   readonly followRedirects?: boolean | number | undefined
+  /**
+   * A path may be an absolute URL of another origin than `baseUrl`'s (off by
+   * default: such a path fails with a `RequestEncodeError` before anything is
+   * sent). Even when allowed, no credential goes there: neither the API key,
+   * nor the `AuthProvider`'s headers, nor a default `Authorization`.
+   */
+  readonly allowAbsoluteUrls?: boolean | undefined
   /**
    * The escape hatch: any `HttpClient` combinator, applied under the JSON
    * layer. The attempt timeout then bounds what it adds too, by racing the
@@ -160,9 +170,17 @@ export interface Options {
  * `RateLimiter` and `RetryPolicy` found in context, if any, are applied to
  * every request: retry outermost, then the limiter, then auth, then the
  * transport. Provide their layers to the client's layer to turn them on.
+ *
+ * A `baseUrl` that does not parse, is not http(s), or carries
+ * `user:password@` fails with `IllegalArgumentException` (use
+ * `AuthProvider.layerBasic` for Basic credentials).
  */
-export const make = (options: Options): Effect.Effect<ApiClient.Service, never, HttpClient.HttpClient> =>
+export const make = (
+  options: Options
+): Effect.Effect<ApiClient.Service, Cause.IllegalArgumentException, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    const invalid = internal.invalidBaseUrl(options.baseUrl)
+    if (invalid !== undefined) return yield* Effect.fail(new Cause.IllegalArgumentException(invalid))
     const client = yield* HttpClient.HttpClient
     const auth = yield* Effect.serviceOption(AuthProvider)
     const limiter = yield* Effect.serviceOption(RateLimiter)
@@ -174,7 +192,7 @@ export const make = (options: Options): Effect.Effect<ApiClient.Service, never, 
     })
   })
 
-export const layer = (options: Options): Layer.Layer<ApiClient, never, HttpClient.HttpClient> =>
+export const layer = (options: Options): Layer.Layer<ApiClient, Cause.IllegalArgumentException, HttpClient.HttpClient> =>
   Layer.effect(ApiClient, make(options))
 
 /**
@@ -197,5 +215,9 @@ export const layerConfig = (
 ): Layer.Layer<ApiClient, ConfigError.ConfigError, HttpClient.HttpClient> =>
   Layer.effect(
     ApiClient,
-    Effect.flatMap(Config.unwrap(options), (resolved) => make({ ...resolved, transformClient }))
+    Effect.flatMap(Config.unwrap(options), (resolved) =>
+      Effect.mapError(
+        make({ ...resolved, transformClient }),
+        (error) => ConfigError.InvalidData(["baseUrl"], error.message)
+      ))
   )

@@ -5,7 +5,9 @@
  * `Authorization` included, to whatever origin a `Location` names, and keeps
  * a POST a POST after a 303. This combinator follows the Fetch standard
  * instead: on a cross-origin hop it drops `Authorization`, `Cookie`,
- * `Proxy-Authorization` and any header you name (the API key header), and a
+ * `Proxy-Authorization`, any header you name (`ApiClient` names the API key
+ * header and every header its `AuthProvider` sets) and any header registered
+ * in `Headers.currentRedactedNames`, and a
  * 303 (or a 301/302 after POST) becomes a GET without a body.
  *
  * @example
@@ -25,6 +27,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as TransportDeadline from "./TransportDeadline.js"
 
 export interface Options {
@@ -52,7 +55,8 @@ const originOf = (url: string): string | undefined => {
 export const nextRequest = (
   request: HttpClientRequest.HttpClientRequest,
   response: HttpClientResponse.HttpClientResponse,
-  sensitive: ReadonlyArray<string>
+  sensitive: ReadonlyArray<string>,
+  redacted: ReadonlyArray<string | RegExp> = []
 ): HttpClientRequest.HttpClientRequest | undefined => {
   const status = response.status
   if (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308) return undefined
@@ -68,6 +72,13 @@ export const nextRequest = (
   let headers = request.headers
   if (target.origin !== originOf(request.url)) {
     headers = Headers.remove(headers, sensitive as Array<string>)
+    // A header registered as redacted is a secret too, whoever set it.
+    if (redacted.length > 0) {
+      const names = Object.keys(headers).filter((name) =>
+        redacted.some((r) => typeof r === "string" ? r.toLowerCase() === name : r.test(name))
+      )
+      if (names.length > 0) headers = Headers.remove(headers, names)
+    }
   }
   let method = request.method
   let body = request.body
@@ -95,11 +106,13 @@ export const follow = (options?: Options) =>
     hops: number
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, E, R> =>
     Effect.flatMap(self.execute(request), (response) => {
-      if (hops >= maxRedirects) return Effect.succeed(response)
-      const next = nextRequest(request, response, sensitive)
-      if (next === undefined) return Effect.succeed(response)
-      // Drain the redirect's own body so its connection goes back to the pool.
-      return Effect.zipRight(Effect.ignore(response.arrayBuffer), loop(next, hops + 1))
+      if (hops >= maxRedirects || response.status < 300 || response.status >= 400) return Effect.succeed(response)
+      return Effect.flatMap(FiberRef.get(Headers.currentRedactedNames), (redacted) => {
+        const next = nextRequest(request, response, sensitive, redacted)
+        if (next === undefined) return Effect.succeed(response)
+        // Drain the redirect's own body so its connection goes back to the pool.
+        return Effect.zipRight(Effect.ignore(response.arrayBuffer), loop(next, hops + 1))
+      })
     })
   return HttpClient.makeWith(
     (request: Effect.Effect<HttpClientRequest.HttpClientRequest, E, R>) => Effect.flatMap(request, (r) => loop(r, 0)),

@@ -255,3 +255,55 @@ describe("ClientCredentials", () => {
       expect(all).not.toMatch(/tok-\d+-/)
     }))
 })
+
+describe("a token endpoint's answer is validated", () => {
+  const answering = (json: unknown) =>
+    setupWith(
+      { routes: [{ path: "/oauth/token", then: { json } }, { path: "/api", then: { echo: true } }] },
+      {},
+      (server) => cc(server)
+    )
+
+  it.scoped("an access_token with CR/LF or other non-b64token characters is an InvalidTokenResponse, the token unquoted", () =>
+    Effect.gen(function*() {
+      for (const token of ["abc\r\nX-Evil: 1", "tok en", "tök", "a=b"]) {
+        const { api, server } = yield* answering({ access_token: token, token_type: "Bearer", expires_in: 3600 })
+        const error = yield* Effect.flip(api.get("/api"))
+        assert(error._tag === "AuthenticationError", `${JSON.stringify(token)}: ${error._tag}`)
+        expect(error.reason).toBe("InvalidTokenResponse")
+        expect(error.message).not.toContain(token)
+        expect((yield* server.stats).requests["/api"] ?? 0).toBe(0)
+      }
+      const ok = yield* answering({ access_token: "aB9-._~+/==", expires_in: 3600 })
+      yield* ok.api.get("/api")
+    }))
+
+  it.scoped("expires_in must be a number of seconds of at least 1", () =>
+    Effect.gen(function*() {
+      for (const expires_in of [true, 0.001, 0, -5, "1h", "", null]) {
+        const { api } = yield* answering({ access_token: "tok", expires_in })
+        const error = yield* Effect.flip(api.get("/api"))
+        assert(error._tag === "AuthenticationError", JSON.stringify(expires_in))
+        expect(error.reason, JSON.stringify(expires_in)).toBe("InvalidTokenResponse")
+      }
+      for (const expires_in of [3600, "3600", 1]) {
+        const { api } = yield* answering({ access_token: "tok", expires_in })
+        yield* api.get("/api")
+      }
+    }))
+
+  it.scoped("an invalid header value is a RequestEncodeError, never retried as a TransportError", () =>
+    Effect.gen(function*() {
+      let attempts = 0
+      const { api, server } = yield* setupWith(
+        { routes: [{ path: "/api", then: { echo: true } }] },
+        { transformClient: HttpClient.tapRequest(() => Effect.sync(() => attempts++)) },
+        () => Retry.layer({ maxAttempts: 4 })
+      )
+      const error = yield* Effect.flip(api.get("/api", { headers: { "x-note": "a\r\nInjected: 1" } }))
+      assert(error._tag === "RequestEncodeError", error._tag)
+      expect(attempts).toBe(1)
+      expect((yield* server.stats).total).toBe(0)
+    }))
+})
+

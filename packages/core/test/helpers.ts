@@ -1,6 +1,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -17,7 +18,7 @@ export const setup = (
   transport?: NodeTransport.Options
 ): Effect.Effect<
   { readonly server: TestServer.TestServer; readonly api: ApiClient.ApiClient.Service },
-  TestServer.TestServerConfigError,
+  TestServer.TestServerConfigError | Cause.IllegalArgumentException,
   Scope.Scope
 > =>
   Effect.gen(function*() {

@@ -142,13 +142,18 @@ export interface Options {
   readonly host?: string | undefined
   readonly routes?: ReadonlyArray<Route> | undefined
   readonly oauth?: OAuth | undefined
-  /** More header names to mask in the request log. */
+  /**
+   * More header names to mask in the request log. Masked always: `authorization`,
+   * `proxy-authorization`, `cookie`, `x-api-key`, `api-key`, `api-token`, `x-api-token`,
+   * `x-auth-token`, `private-token`; in the query, `access_token`, `api_key`, `apikey`,
+   * `key`, `token` and `client_secret`.
+   */
   readonly secretHeaders?: ReadonlyArray<string> | undefined
   /** Requests the log keeps (the oldest go first); counters count them all. Default 10,000. */
   readonly logLimit?: number | undefined
 }
 
-/** One request as the server saw it. Secrets in headers and token-request bodies are masked. */
+/** One request as the server saw it. Secrets in headers, the query and token-request bodies are masked. */
 export interface LoggedRequest {
   readonly id: number
   readonly method: string

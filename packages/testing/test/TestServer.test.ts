@@ -121,6 +121,27 @@ describe("TestServer scripts and replies", () => {
       expect(json(viaHttp).requests["/x"]).toBe(3)
     }))
 
+  it.scoped("the log and the echo mask the common secret headers and query parameters by default", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/e", then: { echo: true } }] })
+      const secrets = ["cookie", "x-api-key", "api-token", "x-auth-token", "private-token", "proxy-authorization"]
+      const r = yield* raw(
+        server.port,
+        get(
+          "/e?access_token=qs-secret-1&keep=1&api_key=qs-secret-2",
+          secrets.map((h, i) => `${h}: hdr-secret-${i}\r\n`).join("") + "x-visible: v\r\n"
+        )
+      )
+      const echo = json(r) as { query: string; headers: Record<string, string> }
+      const logged = (yield* server.log)[0]!
+      for (const seen of [echo, logged]) {
+        for (const h of secrets) expect(seen.headers[h], h).toBe("***")
+        expect(seen.headers["x-visible"]).toBe("v")
+        expect(seen.query).toBe("?access_token=***&keep=1&api_key=***")
+      }
+      expect(JSON.stringify([echo, logged])).not.toMatch(/secret-/)
+    }))
+
   it.scoped("Retry-After as every HTTP-date form", () =>
     Effect.gen(function*() {
       const at = Date.UTC(2031, 10, 6, 8, 49, 37)

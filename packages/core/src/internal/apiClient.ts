@@ -45,17 +45,57 @@ export const normaliseBaseUrl = (url: string): string => url.replace(/\/+$/, "")
 
 const TEMPLATE = /\{([^}]+)\}/g
 
-/** `/users/{id}` with `{ id: "a b" }` is `/users/a%20b`. A missing parameter is an encode error. */
+/**
+ * `/users/{id}` with `{ id: "a b" }` is `/users/a%20b`. A missing parameter is an encode error,
+ * and so is `.` or `..`: encoding does not help there, since the URL standard reads `%2E%2E` as
+ * `..` too, so `/users/{id}/profile` with `id: ".."` would request `/profile`.
+ */
 export const expandPath = (path: string, params: ApiClient.RequestOptions["path"]): string => {
   if (params === undefined || path.indexOf("{") === -1) return path
   return path.replace(TEMPLATE, (_, name: string) => {
     const value = params[name]
     if (value === undefined) throw new Error(`path parameter "${name}" is missing`)
-    return encodeURIComponent(String(value))
+    const text = String(value)
+    if (text === "." || text === "..") {
+      throw new Error(`path parameter "${name}" is "${text}", which would climb out of the path template`)
+    }
+    return encodeURIComponent(text)
   })
 }
 
-const isAbsolute = (path: string) => path.startsWith("http://") || path.startsWith("https://")
+const ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i
+
+const originOf = (url: string): string | undefined => {
+  try {
+    return new URL(url).origin
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Why a base URL is refused, or `undefined` when it is fine: it must parse, be
+ * http(s), and carry no `user:password@` (which would put the password into
+ * every error message and span).
+ */
+export const invalidBaseUrl = (baseUrl: string): string | undefined => {
+  let url: URL
+  try {
+    url = new URL(baseUrl)
+  } catch {
+    return `baseUrl is not a URL: ${JSON.stringify(baseUrl.slice(0, 200))}`
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `baseUrl must be http or https, not ${url.protocol}`
+  }
+  if (url.username !== "" || url.password !== "") {
+    url.username = ""
+    url.password = ""
+    return `baseUrl must not carry credentials (user:password@): use ${url.href.replace(/\/$/, "")} ` +
+      `with AuthProvider.layerBasic(username, Redacted.make(password)) instead`
+  }
+  return undefined
+}
 
 const paramsToUrlParams = (params: NonNullable<ApiClient.RequestOptions["params"]>): UrlParams.UrlParams => {
   const out: Array<[string, string]> = []
@@ -86,16 +126,33 @@ export const make = (
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
   const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
 
-  let defaults = Headers.fromInput({ accept: "application/json" })
-  if (options.headers) defaults = Headers.merge(defaults, Headers.fromInput(options.headers))
-  if (options.apiKey !== undefined) defaults = Headers.set(defaults, apiKeyHeader, Redacted.value(options.apiKey))
+  const baseOrigin = originOf(baseUrl)
+  const allowAbsoluteUrls = options.allowAbsoluteUrls === true
+
+  // Headers for the base URL's origin (with the API key), and for any other origin (without).
+  let foreignDefaults = Headers.fromInput({ accept: "application/json" })
+  if (options.headers) foreignDefaults = Headers.merge(foreignDefaults, Headers.fromInput(options.headers))
+  const defaults = options.apiKey !== undefined
+    ? Headers.set(foreignDefaults, apiKeyHeader, Redacted.value(options.apiKey))
+    : foreignDefaults
+  // Default headers that carry credentials stay at home too.
+  foreignDefaults = Headers.remove(foreignDefaults, [...Redirects.CREDENTIAL_HEADERS, "x-api-key", apiKeyHeader])
+
+  // Every header that carries a credential: the API key's and every one the auth provider sets.
+  const credentialHeaders = [
+    ...(options.apiKey !== undefined ? [apiKeyHeader] : []),
+    ...(auth?.secretHeaders ?? []).map((h) => h.toLowerCase())
+  ]
+
+  // Only a template that is itself an absolute URL can name another origin: parameters are encoded.
+  const isForeign = (template: string, url: string) => ABSOLUTE.test(template) && originOf(url) !== baseOrigin
 
   const decorate = (inner: HttpClient.HttpClient): HttpClient.HttpClient => {
     let c = inner
     if (options.followRedirects !== undefined && options.followRedirects !== false) {
       c = Redirects.follow({
         maxRedirects: options.followRedirects === true ? 10 : options.followRedirects,
-        sensitiveHeaders: options.apiKey !== undefined ? [apiKeyHeader] : []
+        sensitiveHeaders: credentialHeaders
       })(c)
     }
     return options.transformClient ? options.transformClient(c) : c
@@ -112,10 +169,7 @@ export const make = (
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
 
   // The platform redacts authorization and x-api-key in logs and spans already; other secret headers are registered.
-  const extraSecrets = [
-    ...(options.apiKey !== undefined ? [apiKeyHeader] : []),
-    ...(auth?.secretHeaders ?? [])
-  ].filter((h) => !["authorization", "cookie", "set-cookie", "x-api-key"].includes(h))
+  const extraSecrets = credentialHeaders.filter((h) => !["authorization", "cookie", "set-cookie", "x-api-key"].includes(h))
   const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = extraSecrets.length > 0
     ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, ...extraSecrets])
     : (effect) => effect
@@ -126,8 +180,29 @@ export const make = (
     opts: ApiClient.RequestOptions<any, any>
   ): HttpClientRequest.HttpClientRequest | RequestEncodeError => {
     const expanded = opts.path === undefined ? path : expandPath(path, opts.path)
-    const url = isAbsolute(expanded) ? expanded : expanded.charCodeAt(0) === 47 ? baseUrl + expanded : `${baseUrl}/${expanded}`
+    let url: string
     let headers = defaults
+    if (ABSOLUTE.test(expanded)) {
+      // An absolute URL as a path (axios' CVE-2025-27152): refused when it names another origin,
+      // unless allowed; even then the API key and the auth provider's credential stay at home.
+      url = expanded
+      const origin = originOf(expanded)
+      if (origin === undefined || origin !== baseOrigin) {
+        if (!allowAbsoluteUrls || origin === undefined) {
+          return new RequestEncodeError({
+            method,
+            url: origin ?? expanded.slice(0, 200),
+            description: origin === undefined
+              ? "the path is not a valid absolute URL"
+              : `the path is an absolute URL of another origin (${origin}) than the base URL (${baseOrigin}); ` +
+                "pass a path, or set allowAbsoluteUrls: true (credentials are never sent to another origin)"
+          })
+        }
+        headers = foreignDefaults
+      }
+    } else {
+      url = expanded.charCodeAt(0) === 47 ? baseUrl + expanded : `${baseUrl}/${expanded}`
+    }
     if (opts.headers !== undefined) headers = Headers.merge(headers, Headers.fromInput(opts.headers))
     let body: HttpBody.HttpBody = HttpBody.empty
     if (opts.body !== undefined) {
@@ -257,17 +332,22 @@ export const make = (
    *
    * `atTransport`: the attempt timeout may be left to the transport
    * (`TransportDeadline`), which bounds the request and its whole body.
+   * `foreign`: the URL is of another origin than the base URL's (only with
+   * `allowAbsoluteUrls`): no credential is taken or sent.
    */
   const obtain = <X>(
     req: HttpClientRequest.HttpClientRequest,
     handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
-    atTransport: boolean
+    atTransport: boolean,
+    foreign: boolean
   ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
+    // A request to another origin (allowAbsoluteUrls) never carries the provider's credential.
+    const provider = foreign ? undefined : auth
     const method = req.method
     const url = req.url
     const limited = limiter !== undefined && limiter.appliesTo(req)
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
-      if (auth === undefined && !limited) {
+      if (provider === undefined && !limited) {
         return timeoutOrDeadline(
           (deadline) => Effect.flatMap(send(req, deadline), handle),
           timeout,
@@ -289,7 +369,7 @@ export const make = (
             () => totalTimeout(method, url, timeout),
             atTransport
           )
-        const sent = auth === undefined ? exchange(req) : Effect.flatMap(auth.credential, (credential) => {
+        const sent = provider === undefined ? exchange(req) : Effect.flatMap(provider.credential, (credential) => {
           onCredential?.(credential)
           return exchange(HttpClientRequest.setHeaders(req, credential.headers))
         })
@@ -307,7 +387,7 @@ export const make = (
       })
     }
     let once: Effect.Effect<X, ApiClient.ApiClient.Error>
-    if (auth === undefined) {
+    if (provider === undefined) {
       once = attempt()
     } else {
       const isUnauthorized = (e: ApiClient.ApiClient.Error) => e._tag === "HttpStatusError" && e.status === 401
@@ -318,11 +398,11 @@ export const make = (
         const first = attempt((c) => {
           used = c
         })
-        if (!auth.refreshable) return Effect.mapError(first, toAuthError)
+        if (!provider.refreshable) return Effect.mapError(first, toAuthError)
         return Effect.catchIf(
           first,
           isUnauthorized,
-          () => Effect.zipRight(used ? auth.rejected(used) : Effect.void, Effect.mapError(attempt(), toAuthError))
+          () => Effect.zipRight(used ? provider.rejected(used) : Effect.void, Effect.mapError(attempt(), toAuthError))
         )
       })
     }
@@ -353,7 +433,8 @@ export const make = (
                 ? decodeBody(response, method, url, decode)
                 : failStatus(response, method, url)
             },
-            deadlineAtTransport
+            deadlineAtTransport,
+            isForeign(path, url)
           )).pipe(Effect.withParentSpan(span), registerRedacted)
     )
   }
@@ -377,7 +458,8 @@ export const make = (
           response.status >= 200 && response.status < 300
             ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
             : failStatus(response, method, url),
-        false
+        false,
+        isForeign(path, url)
       ).pipe(registerRedacted)
     }))
   }

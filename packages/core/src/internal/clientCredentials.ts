@@ -18,6 +18,13 @@ const isLoopback = (host: string) =>
   host === "localhost" || host === "[::1]" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
 
 /** Checks the token URL: https, or http to a loopback address, or an explicit opt-out. */
+
+/** RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/** The shortest token lifetime accepted, in seconds. */
+const MIN_EXPIRES_IN = 1
+
 export const checkTokenUrl = (tokenUrl: string, allowInsecure: boolean): AuthenticationError | "insecure" | undefined => {
   let url: URL
   try {
@@ -107,15 +114,39 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       }
       const token = body?.access_token
       const type = body?.token_type
-      const expiresIn = body?.expires_in === undefined ? undefined : Number(body.expires_in)
+      const rawExpiresIn: unknown = body?.expires_in
+      // A number, or a decimal string as some servers send; `true`, "" or "1h" are not.
+      const expiresIn = rawExpiresIn === undefined
+        ? undefined
+        : typeof rawExpiresIn === "number"
+        ? rawExpiresIn
+        : typeof rawExpiresIn === "string" && /^\s*\d+(\.\d+)?\s*$/.test(rawExpiresIn)
+        ? Number(rawExpiresIn)
+        : Number.NaN
       if (typeof token !== "string" || token === "") {
         return yield* failure("InvalidTokenResponse", "the answer has no access_token", true, 200)
+      }
+      if (!B64TOKEN.test(token)) {
+        // A CR/LF (or any character outside RFC 6750's b64token) would make every request fail,
+        // cached for the token's whole lifetime. The token itself is never quoted.
+        return yield* failure(
+          "InvalidTokenResponse",
+          `access_token (${token.length} characters) has characters a bearer token may not hold (RFC 6750 b64token)`,
+          true,
+          200
+        )
       }
       if (type !== undefined && (typeof type !== "string" || type.toLowerCase() !== "bearer")) {
         return yield* failure("InvalidTokenResponse", `token_type "${String(type)}" is not Bearer`, false, 200)
       }
-      if (expiresIn !== undefined && !(Number.isFinite(expiresIn) && expiresIn > 0)) {
-        return yield* failure("InvalidTokenResponse", `expires_in ${String(body.expires_in)} is not a positive number`, true, 200)
+      if (expiresIn !== undefined && !(Number.isFinite(expiresIn) && expiresIn >= MIN_EXPIRES_IN)) {
+        // Below a second, every call would fetch a token of its own.
+        return yield* failure(
+          "InvalidTokenResponse",
+          `expires_in ${JSON.stringify(rawExpiresIn)?.slice(0, 40)} is not a number of seconds of at least ${MIN_EXPIRES_IN}`,
+          true,
+          200
+        )
       }
       return {
         headers: { authorization: `Bearer ${token}` },

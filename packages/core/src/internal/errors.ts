@@ -19,6 +19,14 @@ const CONNECT_CODES = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN"
 ])
 
+/** Error codes of a request the transport would not even send: malformed headers. */
+const INVALID_REQUEST_CODES = new Set([
+  "UND_ERR_INVALID_ARG",
+  "ERR_INVALID_CHAR",
+  "ERR_HTTP_INVALID_HEADER_VALUE",
+  "ERR_INVALID_HTTP_TOKEN"
+])
+
 interface CauseInfo {
   readonly code: string | undefined
   readonly message: string
@@ -61,6 +69,16 @@ export const fromHttpClientError = (
       return new RequestEncodeError({ method, url, description: error.description ?? causeInfo(error.cause).message })
     }
     const info = causeInfo(error.cause)
+    if (info.code !== undefined && INVALID_REQUEST_CODES.has(info.code)) {
+      // Not worth a retry: the same request fails the same way. The transport's message may quote
+      // the offending header's value (a credential), so it is not carried.
+      return new RequestEncodeError({
+        method,
+        url,
+        description: `the transport refused the request as malformed (${info.code}): ` +
+          "a header name or value holds characters HTTP does not allow (CR, LF, NUL)"
+      })
+    }
     if (info.code === "UND_ERR_CONNECT_TIMEOUT") {
       return new RequestTimeoutError({ method, url, phase: "connect" })
     }

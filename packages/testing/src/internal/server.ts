@@ -18,7 +18,21 @@ const FAULTS = new Set<string>([
   "endless-body",
   "hang"
 ])
-const SECRET_HEADERS = ["authorization", "cookie", "proxy-authorization", "x-api-key"]
+const SECRET_HEADERS = [
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "x-api-key",
+  "api-key",
+  "api-token",
+  "x-api-token",
+  "x-auth-token",
+  "private-token"
+]
+
+/** Query parameters masked in the log: OAuth2's bearer-in-query form and the usual key names. */
+const SECRET_QUERY = /([?&](?:access_token|api_key|apikey|key|token|client_secret)=)[^&#]*/gi
+const maskQuery = (search: string) => search === "" ? search : search.replace(SECRET_QUERY, "$1***")
 
 const configError = (message: string) => new TestServerConfigError({ message })
 
@@ -405,14 +419,14 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           id: total + 1,
           method,
           path,
-          query: url.search,
+          query: maskQuery(url.search),
           headers: mask(req.headers),
           body: maskBody(path, body),
           at: now(),
           connectionId: connectionIds.get(req.socket) ?? 0,
           status: undefined
         }
-        const echoOf = () => ({ method, path, query: url.search, headers: entry.headers, body: entry.body })
+        const echoOf = () => ({ method, path, query: entry.query, headers: entry.headers, body: entry.body })
         if (path === "/__sluice/stats") {
           return writeJson(res, 200, statsNow())
         }
