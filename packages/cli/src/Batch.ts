@@ -46,11 +46,14 @@ export interface Summary {
 const retriesCounter = Metric.counter("sluice_retries", { incremental: true })
 
 const countLines = (path: string) =>
-  Effect.promise(async () => {
-    let n = 0
-    const rl = Readline.createInterface({ input: Fs.createReadStream(path), crlfDelay: Infinity })
-    for await (const line of rl) if (line.trim() !== "") n++
-    return n
+  Effect.tryPromise({
+    try: async () => {
+      let n = 0
+      const rl = Readline.createInterface({ input: Fs.createReadStream(path), crlfDelay: Infinity })
+      for await (const line of rl) if (line.trim() !== "") n++
+      return n
+    },
+    catch: (e) => new Error(`reading ${path}: ${(e as Error).message}`)
   })
 
 export const run = (options: Options) =>
@@ -59,10 +62,12 @@ export const run = (options: Options) =>
     if (!Fs.existsSync(options.input)) {
       return yield* Effect.fail(new Error(`input file ${options.input} does not exist`))
     }
-    const { ids: recorded, repaired } = Input.recordedIds(options.output)
+    // Before anything is read or sent: a second run on the same output would send everything twice.
+    yield* Input.lockOutput(options.output)
+    const { ids: recorded, repaired } = yield* Input.recordedIds(options.output)
     if (repaired) options.log(`${options.output}: dropped a last line cut off by an earlier kill`)
     const total = yield* countLines(options.input)
-    const out = Input.openOutput(options.output)
+    const out = yield* Effect.try({ try: () => Input.openOutput(options.output), catch: (e) => e as Error })
     yield* Effect.addFinalizer(() => Effect.sync(() => out.close()))
 
     const counters: Progress.Counters = { done: 0, ok: 0, failed: 0, tooMany: 0, retries: 0 }

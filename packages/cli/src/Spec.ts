@@ -1,6 +1,7 @@
 /**
  * Parsing of the CLI's small languages: durations (`250ms`, `1s`, `10s`,
- * `1m`, `1h`, or Effect's `"1 second"`) and rates (`40/1s`, `100/1m`).
+ * `1m`, `1h`, or Effect's `"1 second"`), rates (`40/1s`, `100/1m`) and
+ * sizes (`32MiB`, `500KB`, `1048576`, `none`).
  *
  * @since 0.1.0
  */
@@ -37,4 +38,27 @@ export const parseRate = (input: string): Either.Either<Rate, string> => {
   if (Either.isLeft(window)) return Either.left(`"${input}" is not a rate: ${window.left}`)
   if (Duration.toMillis(window.right) <= 0) return Either.left(`"${input}" is not a rate: the window must be longer than zero`)
   return Either.right({ limit, window: window.right })
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i
+const SIZE_BYTES: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  kib: 1024,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  gb: 1e9,
+  gib: 1024 ** 3
+}
+
+/** `32MiB`, `500KB`, `1048576` (bytes), or `none` / `Infinity` for no bound. */
+export const parseSize = (input: string): Either.Either<number, string> => {
+  const text = input.trim()
+  if (/^(none|infinity|unlimited)$/i.test(text)) return Either.right(Number.POSITIVE_INFINITY)
+  const m = SIZE.exec(text)
+  const bytes = m ? Math.floor(Number(m[1]) * SIZE_BYTES[(m[2] ?? "b").toLowerCase()]!) : Number.NaN
+  if (!(bytes >= 1) || !Number.isSafeInteger(bytes)) {
+    return Either.left(`"${input}" is not a size: write it like 32MiB, 500KB or 1048576 (bytes), or none`)
+  }
+  return Either.right(bytes)
 }

@@ -44,6 +44,8 @@ export interface StackOptions {
   readonly retries: number
   readonly maxRetryAfter: Duration.Duration
   readonly timeout: Duration.Duration
+  /** Bytes a response body may have (default 32 MiB). */
+  readonly maxResponseSize?: number | undefined
   /** Share the limiter's state through this Redis (`redis://…` or a unix socket path). */
   readonly redis?: string | undefined
 }
@@ -147,6 +149,7 @@ export const layer = (options: StackOptions) =>
     return ApiClient.layer({
       baseUrl: options.baseUrl,
       timeout: options.timeout,
+      maxResponseSize: options.maxResponseSize,
       transformClient: countAttempts
     }).pipe(
       Layer.provide(services),

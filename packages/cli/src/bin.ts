@@ -87,7 +87,12 @@ const run = CliCommand.make(
     retries: Options.integer("retries").pipe(Options.withDefault(3)),
     maxRetryAfter: duration("max-retry-after", "1m"),
     redis: textOption("redis"),
-    timeout: duration("timeout", "10s")
+    timeout: duration("timeout", "10s"),
+    maxResponseSize: Options.text("max-response-size").pipe(
+      Options.withDefault("32MiB"),
+      Options.mapEffect((s) => Either.mapLeft(Spec.parseSize(s), invalid)),
+      Options.withDescription("the largest response body to buffer (32MiB by default; none for no bound)")
+    )
   },
   (o) =>
     Effect.gen(function*() {
@@ -113,6 +118,7 @@ const run = CliCommand.make(
         retries: o.retries,
         maxRetryAfter: o.maxRetryAfter,
         timeout: o.timeout,
+        maxResponseSize: o.maxResponseSize,
         redis: Option.getOrUndefined(o.redis)
       })
       const summary = yield* Effect.scoped(

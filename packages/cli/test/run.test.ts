@@ -210,6 +210,97 @@ describe("sluice run (built binary, real server)", () => {
       expect(at[at.length - 1]! - at[0]!).toBeGreaterThanOrEqual(3500)
     })), 60_000)
 
+  it.live("a second run on the same output fails at once, names the holder and sends nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", latency: { base: "100 millis" }, then: { json: 1 } }] })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(20)))
+      const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "2"]
+      let second: Result | undefined
+      const first = yield* sluice(args, (child) => {
+        const timer = setInterval(() => {
+          if (!Fs.existsSync(`${dir}/out.jsonl`) || Fs.readFileSync(`${dir}/out.jsonl`, "utf8") === "") return
+          clearInterval(timer)
+          const other = ChildProcess.spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 20_000 })
+          second = { code: other.status, signal: other.signal, stdout: other.stdout, stderr: other.stderr }
+        }, 5)
+        child.once("exit", () => clearInterval(timer))
+      })
+      expect(first.code).toBe(0)
+      expect(second).toBeDefined()
+      expect(second!.code).not.toBe(0)
+      expect(second!.stderr).toMatch(/being written by another sluice run \(pid \d+/)
+      expect(second!.stderr.trim().split("\n")).toHaveLength(1)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out).toHaveLength(20)
+      expect((yield* server.stats).total).toBe(20)
+      expect(Fs.existsSync(`${dir}/out.jsonl.lock`)).toBe(false)
+    })), 30_000)
+
+  it.live("a path naming another origin is refused with the API key unsent; a huge body is a typed failure and the batch finishes", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const other = yield* TestServer.make({ routes: [{ path: "/*", then: { echo: true } }] })
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/huge", then: TestServer.fault("huge-body", { chunkDelay: "0 millis" }) },
+          { path: "/items", then: { json: { ok: true } } }
+        ]
+      })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl([
+        { id: "steal", path: `${other.url}/steal` },
+        { id: "huge", path: "/huge" },
+        { id: "fine", path: "/items" }
+      ]))
+      const args = [
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--auth", "api-key", "--api-key", "key-never-elsewhere", "--max-response-size", "1MiB"
+      ]
+      const r = yield* sluice(args)
+      expect(r.code).toBe(1)
+      const out = Object.fromEntries(readOutput(`${dir}/out.jsonl`).map((o) => [o.id, o]))
+      expect(out["steal"]!.error.tag).toBe("RequestEncodeError")
+      expect(out["huge"]!.error.tag).toBe("ResponseTooLargeError")
+      expect(out["fine"]!.ok).toBe(true)
+      expect((yield* other.stats).total).toBe(0)
+      // a resume has nothing left to send and does not trip over the recorded failure
+      const again = yield* sluice(args)
+      expect(again.stderr).toContain("3 already recorded")
+      const bad = yield* sluice([...args.slice(0, -2), "--max-response-size", "lots"])
+      expect(bad.code).not.toBe(0)
+      expect(bad.stdout + bad.stderr).toContain("is not a size")
+    })), 30_000)
+
+  it.live("ids: 1 and \"1\" are one id (the second is a reported duplicate); an explicit line-N id is refused; file errors are one line", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", then: { json: 1 } }] })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl([
+        { id: 1, path: "/items" },
+        { id: "1", path: "/items" },
+        { path: "/items" },
+        { id: "line-3", path: "/items" }
+      ]))
+      const r = yield* sluice(["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`])
+      expect(r.code).toBe(1)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out.filter((o) => o.ok).map((o) => o.id).sort()).toEqual(["1", "line-3"])
+      expect(r.stderr).toContain("line 2: duplicate id \"1\"")
+      expect(r.stderr).toContain("line 4: id \"line-3\" is reserved")
+      expect((yield* server.stats).total).toBe(2)
+      const noDir = yield* sluice(["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/no/such/dir/out.jsonl`])
+      expect(noDir.code).not.toBe(0)
+      expect(noDir.stderr.trim().split("\n")).toHaveLength(1)
+      expect(noDir.stderr).toMatch(/^sluice: cannot (lock|write)/)
+      const inputDir = yield* sluice(["run", "--base-url", server.url, "--input", dir, "--output", `${dir}/o2.jsonl`])
+      expect(inputDir.code).not.toBe(0)
+      expect(inputDir.stderr.trim().split("\n")).toHaveLength(1)
+      const userinfo = yield* sluice(["run", "--base-url", "http://u:hunter2@127.0.0.1:1", "--input", `${dir}/in.jsonl`, "--output", `${dir}/o3.jsonl`])
+      expect(userinfo.code).not.toBe(0)
+      expect(userinfo.stderr).toContain("AuthProvider.layerBasic")
+      expect(userinfo.stderr).not.toContain("hunter2")
+    })), 30_000)
+
   it.live("usage errors are clear: bad durations and rates, --adaptive without --rate", () =>
     Effect.gen(function*() {
       const dir = tmp()

@@ -46,6 +46,7 @@ import type {
   RequestEncodeError,
   RequestTimeoutError,
   ResponseDecodeError,
+  ResponseTooLargeError,
   ServerSideRateLimitError,
   TransportError
 } from "./ApiError.js"
@@ -73,6 +74,7 @@ export declare namespace ApiClient {
     | TransportError
     | RequestTimeoutError
     | ResponseDecodeError
+    | ResponseTooLargeError
     | RequestEncodeError
     | AuthenticationError
     | TokenAcquisitionTimeoutError
@@ -155,6 +157,14 @@ export interface Options {
    * nor the `AuthProvider`'s headers, nor a default `Authorization`.
    */
   readonly allowAbsoluteUrls?: boolean | undefined
+  /**
+   * Bytes a buffered (non-stream) success body may have. Default 32 MiB;
+   * `Infinity` for no bound. A larger `Content-Length` fails before anything
+   * is read; a body without one is counted as it arrives. Either way the
+   * request fails with `ResponseTooLargeError` and the connection is closed.
+   * An error answer's body is read only as far as its excerpt needs.
+   */
+  readonly maxResponseSize?: number | undefined
   /**
    * The escape hatch: any `HttpClient` combinator, applied under the JSON
    * layer. The attempt timeout then bounds what it adds too, by racing the

@@ -141,6 +141,31 @@ export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>
 }
 
 /**
+ * The response body is larger than `maxResponseSize` (an `ApiClient`
+ * option): announced by `Content-Length` (nothing read) or counted as it
+ * arrived (`received`, the bytes read when it was cut). The connection is
+ * closed, never returned to the pool with a body in it.
+ */
+export class ResponseTooLargeError extends Schema.TaggedError<ResponseTooLargeError>(
+  "@sluice/core/ResponseTooLargeError"
+)("ResponseTooLargeError", {
+  method: Schema.String,
+  url: Schema.String,
+  status: Schema.Number,
+  maxResponseSize: Schema.Number,
+  contentLength: Schema.optional(Schema.Number),
+  received: Schema.optional(Schema.Number)
+}) {
+  override get message(): string {
+    return `${this.method} ${this.url}: response body ${
+      this.contentLength !== undefined
+        ? `of ${this.contentLength} bytes (Content-Length)`
+        : `passed ${this.received ?? "?"} bytes`
+    } exceeds maxResponseSize ${this.maxResponseSize}`
+  }
+}
+
+/**
  * The request could not be built or encoded (bad URL, body not serialisable).
  */
 export class RequestEncodeError extends Schema.TaggedError<RequestEncodeError>("@sluice/core/RequestEncodeError")(

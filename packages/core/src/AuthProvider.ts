@@ -28,6 +28,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -100,7 +101,7 @@ export const layerApiKey = (key: Redacted.Redacted<string>, header = "X-API-Key"
 export const layerBasic = (username: string, password: Redacted.Redacted<string>): Layer.Layer<AuthProvider> =>
   Layer.sync(AuthProvider, () =>
     makeStatic({
-      authorization: `Basic ${Buffer.from(`${username}:${Redacted.value(password)}`, "utf8").toString("base64")}`
+      authorization: `Basic ${Encoding.encodeBase64(`${username}:${Redacted.value(password)}`)}`
     }))
 
 /**

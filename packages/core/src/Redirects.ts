@@ -28,6 +28,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import * as ResponseBody from "./internal/responseBody.js"
 import * as TransportDeadline from "./TransportDeadline.js"
 
 export interface Options {
@@ -110,8 +111,8 @@ export const follow = (options?: Options) =>
       return Effect.flatMap(FiberRef.get(Headers.currentRedactedNames), (redacted) => {
         const next = nextRequest(request, response, sensitive, redacted)
         if (next === undefined) return Effect.succeed(response)
-        // Drain the redirect's own body so its connection goes back to the pool.
-        return Effect.zipRight(Effect.ignore(response.arrayBuffer), loop(next, hops + 1))
+        // Drain the redirect's own body so its connection goes back to the pool (a large one closes it).
+        return Effect.zipRight(ResponseBody.discard(response), loop(next, hops + 1))
       })
     })
   return HttpClient.makeWith(

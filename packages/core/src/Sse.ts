@@ -41,8 +41,13 @@ export class SseEventTooLargeError extends Schema.TaggedError<SseEventTooLargeEr
   }
 }
 
+const DEFAULT_MAX_EVENT_SIZE = 10 * 1024 * 1024
+
 export interface DecodeOptions {
-  /** Characters a pending event may hold before the stream fails. Default 10 MiB. */
+  /**
+   * Characters a pending event, and any one line of the stream (terminated or
+   * not yet), may hold before the stream fails. Default 10 Mi characters.
+   */
   readonly maxEventSize?: number | undefined
 }
 
@@ -61,7 +66,7 @@ interface State {
  */
 export const fromLines = (options?: DecodeOptions) =>
 <E, R>(lines: Stream.Stream<string, E, R>): Stream.Stream<Event, E | SseEventTooLargeError, R> => {
-  const maxEventSize = options?.maxEventSize ?? 10 * 1024 * 1024
+  const maxEventSize = options?.maxEventSize ?? DEFAULT_MAX_EVENT_SIZE
   return Stream.suspend(() => {
     const state: State = { event: "", data: "", hasData: false, id: undefined, retry: undefined, size: 0, first: true }
     // One step per line; a chunk of lines is folded in one go so a chunk costs one Effect.
@@ -126,11 +131,23 @@ export const fromLines = (options?: DecodeOptions) =>
  * the stream ends.
  */
 export const splitLines = <E, R>(text: Stream.Stream<string, E, R>): Stream.Stream<string, E, R> =>
+  splitLinesBounded(text, Number.POSITIVE_INFINITY, () => undefined as never)
+
+/**
+ * `splitLines` that fails with `tooLong()` once a line, terminated or still
+ * being received, holds more than `maxLength` characters: a server that never
+ * sends a line end cannot grow the carry without bound.
+ */
+export const splitLinesBounded = <E, R, E2>(
+  text: Stream.Stream<string, E, R>,
+  maxLength: number,
+  tooLong: () => E2
+): Stream.Stream<string, E | E2, R> =>
   Stream.suspend(() => {
     let carry = ""
     let skipLf = false
     return text.pipe(
-      Stream.mapChunks((chunk) => {
+      Stream.mapChunksEffect((chunk) => {
         const out: Array<string> = []
         for (const piece of chunk) {
           let start = 0
@@ -144,15 +161,17 @@ export const splitLines = <E, R>(text: Stream.Stream<string, E, R>): Stream.Stre
               }
             }
             if (c === 10 || c === 13) {
+              if (carry.length + i - start > maxLength) return Effect.fail(tooLong())
               out.push(carry + piece.slice(start, i))
               carry = ""
               start = i + 1
               if (c === 13) skipLf = true
             }
           }
+          if (carry.length + piece.length - start > maxLength) return Effect.fail(tooLong())
           carry += piece.slice(start)
         }
-        return Chunk.unsafeFromArray(out)
+        return Effect.succeed(Chunk.unsafeFromArray(out))
       }),
       Stream.concat(Stream.suspend(() => (carry === "" ? Stream.empty : Stream.make(carry))))
     )
@@ -165,5 +184,12 @@ export const splitLines = <E, R>(text: Stream.Stream<string, E, R>): Stream.Stre
 export const decode = <E, R>(
   bytes: Stream.Stream<Uint8Array, E, R>,
   options?: DecodeOptions
-): Stream.Stream<Event, E | SseEventTooLargeError, R> =>
-  bytes.pipe(Stream.decodeText(), splitLines, fromLines(options))
+): Stream.Stream<Event, E | SseEventTooLargeError, R> => {
+  // A line is part of an event, so the event bound bounds a line, terminated or not, too.
+  const maxEventSize = options?.maxEventSize ?? DEFAULT_MAX_EVENT_SIZE
+  return splitLinesBounded(
+    Stream.decodeText(bytes),
+    maxEventSize,
+    () => new SseEventTooLargeError({ maxEventSize })
+  ).pipe(fromLines(options))
+}

@@ -291,6 +291,49 @@ describe("ApiClient streaming", () => {
       expect(error._tag).toBe("ServerSideRateLimitError")
     }))
 
+  it.live("an event stream that is one endless line fails with SseEventTooLargeError and releases its connection", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { api, server } = yield* setup({
+        routes: [{ path: "/endless", then: TestServer.fault("endless-line", { chunkDelay: "0 millis" }) }]
+      }).pipe(Scope.extend(scope))
+      const before = process.memoryUsage().rss
+      const error = yield* Effect.flip(api.postStreamEvents("/endless").pipe(Stream.runDrain))
+      expect(error._tag).toBe("SseEventTooLargeError")
+      // the default bound is 10 Mi characters: nowhere near the hundreds of MB an unbounded carry reached
+      expect(process.memoryUsage().rss - before).toBeLessThan(400 * 1024 * 1024)
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.connectionsOpen === 0)))
+      yield* Scope.close(scope, Exit.void)
+    }), 20_000)
+
+  it.live("maxResponseSize: a huge Content-Length fails before reading, an endless body once past the bound; both close the connection", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { api, server } = yield* setup({
+        routes: [
+          { path: "/huge", then: TestServer.fault("huge-body", { chunkDelay: "0 millis" }) },
+          { path: "/endless", then: TestServer.fault("endless-line", { chunkDelay: "0 millis" }) },
+          { path: "/huge-error", then: { ...TestServer.fault("huge-body", { chunkDelay: "0 millis" }), status: 500 } },
+          { path: "/chunked", then: { chunks: ["{\"a\":", "1}"], chunkDelay: "0 millis" } }
+        ]
+      }, { maxResponseSize: 1024 * 1024 }).pipe(Scope.extend(scope))
+      const huge = yield* Effect.flip(api.get("/huge"))
+      assert(huge._tag === "ResponseTooLargeError", huge._tag)
+      expect(huge.contentLength).toBe(2 * 1024 * 1024 * 1024)
+      expect(huge.maxResponseSize).toBe(1024 * 1024)
+      const endless = yield* Effect.flip(api.get("/endless"))
+      assert(endless._tag === "ResponseTooLargeError", endless._tag)
+      expect(endless.received).toBeGreaterThan(1024 * 1024)
+      expect(endless.received).toBeLessThan(2 * 1024 * 1024)
+      // an error answer is read only as far as its excerpt needs: still the typed status error
+      const error = yield* Effect.flip(api.get("/huge-error"))
+      assert(error._tag === "HttpStatusError", error._tag)
+      expect(error.status).toBe(500)
+      expect(yield* api.get("/chunked")).toEqual({ a: 1 })
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.connectionsOpen <= 1)))
+      yield* Scope.close(scope, Exit.void)
+    }), 20_000)
+
   it.live("interrupting a stream releases its connection", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()

@@ -14,6 +14,20 @@ import { setupWith } from "./helpers.js"
 
 const node = (script: string) => [process.execPath, "-e", script]
 
+/** Whether a process is gone: no such pid, or a zombie nobody has reaped yet (Linux). */
+const gone = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return true
+  }
+  try {
+    return Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z") === true
+  } catch {
+    return true
+  }
+}
+
 describe("CommandAuth", () => {
   it.scoped("runs the command, sends its stdout as a bearer token, caches it for the lifetime", () =>
     Effect.gen(function*() {
@@ -46,6 +60,58 @@ describe("CommandAuth", () => {
       expect(e.message).toContain("exited with code 3")
       expect(e.message).toContain("not logged in")
       expect(e.message).not.toContain("secret-token")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.live("endless stdout fails at once with CommandFailed, in bounded memory", () =>
+    Effect.gen(function*() {
+      const before = process.memoryUsage().heapUsed
+      const e = yield* Effect.flip(CommandAuth.run({
+        command: node(`const b="x".repeat(65536);(function w(){while(process.stdout.write(b));process.stdout.once("drain",w)})()`),
+        timeout: "20 seconds"
+      }))
+      expect(e.reason).toBe("CommandFailed")
+      expect(e.message).toContain("more than 65536 bytes")
+      expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024)
+    }).pipe(Effect.provide(NodeContext.layer)), 15_000)
+
+  it.live("a command that ignores SIGTERM is killed at its timeout plus the grace, not waited for", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "sluice-cmd-"))
+      const pidFile = Path.join(dir, "pid")
+      const started = Date.now()
+      const e = yield* Effect.flip(CommandAuth.run({
+        command: node(`require("fs").writeFileSync(${JSON.stringify(pidFile)},String(process.pid));process.on("SIGTERM",()=>{});setInterval(()=>{},1000)`),
+        timeout: "500 millis"
+      }))
+      expect(e.message).toContain("did not finish within")
+      expect(Date.now() - started).toBeLessThan(6_000)
+      const pid = Number(Fs.readFileSync(pidFile, "utf8"))
+      expect(gone(pid)).toBe(true)
+    }).pipe(Effect.provide(NodeContext.layer)), 15_000)
+
+  it.live("a token printed by a command that leaves a child holding stdout is taken at exit; the child is killed", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "sluice-cmd-"))
+      const pidFile = Path.join(dir, "pid")
+      const started = Date.now()
+      const token = yield* CommandAuth.run({
+        command: ["sh", "-c", `sleep 1000 & echo $! > ${pidFile}; echo tok-from-sh`],
+        timeout: "10 seconds"
+      })
+      expect(token).toBe("tok-from-sh")
+      expect(Date.now() - started).toBeLessThan(3_000)
+      const pid = Number(Fs.readFileSync(pidFile, "utf8"))
+      yield* Effect.sleep("100 millis")
+      expect(gone(pid)).toBe(true)
+    }).pipe(Effect.provide(NodeContext.layer)), 15_000)
+
+  it.effect("a secret the command writes to stderr is masked in the error", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(CommandAuth.run({
+        command: node(`process.stdout.write("tok-s3cr3t-value\\n");process.stderr.write("rejected tok-s3cr3t-value for user");process.exit(2)`)
+      }))
+      expect(e.message).toContain("rejected *** for user")
+      expect(e.message).not.toContain("tok-s3cr3t-value")
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.effect("a missing binary says so", () =>

@@ -3,13 +3,17 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
+import * as Util from "node:util"
+import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { ApiClient, AuthEnvironment, AuthProvider, CommandAuth } from "../src/index.js"
-import { setup, setupWith } from "./helpers.js"
+import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth } from "../src/index.js"
+import { recordingTracer, setup, setupWith } from "./helpers.js"
 
 const TOKEN = "tok-0123456789abcdef"
 const KEY = "key-0123456789abcdef"
@@ -143,5 +147,91 @@ describe("credentials go only to their origin", () => {
       expect(error.message).not.toContain("alice")
       expect((yield* build("ftp://api.example.com")).message).toContain("http or https")
       expect((yield* build("not a url")).message).toContain("not a URL")
+    }))
+})
+
+describe("secrets never appear, even when a server echoes them", () => {
+  /** Every way an error gets shown. */
+  const renderings = (error: unknown) => [
+    String(error),
+    (error as Error).message,
+    JSON.stringify(error),
+    Util.inspect(error, { depth: 10 }),
+    Cause.pretty(Cause.fail(error))
+  ]
+  const expectClean = (texts: ReadonlyArray<string>, secrets: ReadonlyArray<string>) => {
+    for (const text of texts) for (const secret of secrets) expect(text, `${secret} in ${text.slice(0, 300)}`).not.toContain(secret)
+  }
+  const PASSWORD = "pa55-w0rd-value"
+
+  it.scoped("an error body that echoes the request's credentials is scrubbed: bearer, API key, Basic, in plain and encoded forms", () =>
+    Effect.gen(function*() {
+      const cases = [
+        { layer: AuthProvider.layerBearer(Redacted.make(TOKEN)), secrets: [TOKEN] },
+        { layer: AuthProvider.layerApiKey(Redacted.make(KEY), "X-Custom"), secrets: [KEY] },
+        {
+          layer: AuthProvider.layerBasic("ada", Redacted.make(PASSWORD)),
+          secrets: [PASSWORD, Buffer.from(`ada:${PASSWORD}`).toString("base64")]
+        }
+      ]
+      for (const c of cases) {
+        const { api } = yield* setupWith(
+          {
+            routes: [
+              { path: "/fail", then: { status: 500, echo: "unmasked" as const } },
+              { path: "/bad", then: { status: 400, body: `token=${encodeURIComponent(c.secrets[0]!)} b64=${Buffer.from(c.secrets[0]!).toString("base64")}` } },
+              { path: "/ok", then: { echo: "unmasked" as const } }
+            ]
+          },
+          { apiKey: Redacted.make(`${KEY}-own`) },
+          () => c.layer
+        )
+        const logged: Array<string> = []
+        const logger = Logger.make(({ message, cause }) => logged.push(`${String(message)} ${Cause.pretty(cause)}`))
+        const { spans, tracer } = yield* recordingTracer
+        for (const path of ["/fail", "/bad"]) {
+          const error = yield* Effect.flip(api.get(path)).pipe(Effect.withTracer(tracer))
+          assert(error._tag === "HttpStatusError", error._tag)
+          expect(error.body).toContain("***")
+          yield* Effect.logError("request failed", error).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+          expectClean([...renderings(error), ...logged], [...c.secrets, `${KEY}-own`])
+        }
+        // a success whose body does not match the schema: the decode issue quotes the body
+        const decode = yield* Effect.flip(api.get("/ok", { schema: Schema.Struct({ ok: Schema.Boolean }) }))
+        assert(decode._tag === "ResponseDecodeError", decode._tag)
+        expectClean([...renderings(decode), decode.issue, decode.body], [...c.secrets, `${KEY}-own`])
+        const spanTexts = spans.map((s) => Util.inspect({ name: s.name, attributes: s.attributes, status: s.status }, { depth: 10 }))
+        expectClean(spanTexts, [...c.secrets, `${KEY}-own`])
+      }
+    }))
+
+  it.scoped("a token endpoint that echoes its request never puts the client secret into AuthenticationError", () =>
+    Effect.gen(function*() {
+      const secret = "cl1ent+s3cret/value=="
+      for (const credentialsIn of ["basic", "body"] as const) {
+        const { api } = yield* setupWith(
+          { routes: [{ path: "/oauth/token", then: { status: 400, echo: "unmasked" as const } }] },
+          {},
+          (server) =>
+            ClientCredentials.layer({
+              tokenUrl: `${server.url}/oauth/token`,
+              clientId: "app",
+              clientSecret: Redacted.make(secret),
+              credentialsIn
+            })
+        )
+        const error = yield* Effect.flip(api.get("/x"))
+        assert(error._tag === "AuthenticationError", error._tag)
+        expect(error.message).toContain("***")
+        expectClean(renderings(error), [secret, encodeURIComponent(secret), Buffer.from(`app:${encodeURIComponent(secret)}`).toString("base64")])
+      }
+    }))
+
+  it.scoped("a query in the path template never goes into the span name", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/*", then: { echo: true } }] })
+      const { spans, tracer } = yield* recordingTracer
+      yield* api.get(`/search?api_key=${KEY}`).pipe(Effect.withTracer(tracer))
+      expectClean(spans.map((s) => `${s.name} ${Util.inspect(s.attributes)}`), [KEY])
     }))
 })

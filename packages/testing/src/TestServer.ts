@@ -58,8 +58,13 @@ export interface Reply {
   readonly retryAfter?: number | RetryAfterDate | undefined
   /** Answer a redirect to this URL. */
   readonly redirect?: string | undefined
-  /** Answer with the request echoed as JSON: method, path, query, headers (secrets masked), body. */
-  readonly echo?: boolean | undefined
+  /**
+   * Answer with the request echoed as JSON: method, path, query, headers,
+   * body; secrets masked, or, with `"unmasked"`, exactly as received (a
+   * careless server that echoes credentials into its answer; the log still
+   * masks them).
+   */
+  readonly echo?: boolean | "unmasked" | undefined
   /** A fault instead of (or in the middle of) a normal answer. */
   readonly fault?: Fault | undefined
 }
@@ -80,6 +85,10 @@ export const Fault = Schema.Literal(
   "malformed-json",
   /** A chunked body that never ends (one chunk per `chunkDelay`, default 100 ms). */
   "endless-body",
+  /** A chunked body that is one line that never ends: `data: ` then 64 KiB of `x` per `chunkDelay`. */
+  "endless-line",
+  /** `Content-Length: 2147483648` (2 GiB), then 64 KiB of `x` per `chunkDelay` until the client gives up. */
+  "huge-body",
   /** The request is read and never answered. */
   "hang"
 )

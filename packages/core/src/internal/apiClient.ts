@@ -29,6 +29,7 @@ import {
   HttpStatusError,
   RequestEncodeError,
   ResponseDecodeError,
+  ResponseTooLargeError,
   ServerSideRateLimitError
 } from "../ApiError.js"
 import * as Redirects from "../Redirects.js"
@@ -36,9 +37,14 @@ import * as RetryAfter from "../RetryAfter.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
+import * as ResponseBody from "./responseBody.js"
+import { Scrubber } from "./scrub.js"
 import { timeoutOrDeadline } from "./timeout.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
+
+/** 32 MiB: far above any JSON answer an API sends, far below what would take the process down. */
+export const DEFAULT_MAX_RESPONSE_SIZE = 32 * 1024 * 1024
 
 /** `https://x/api/` and `https://x/api` are the same base. */
 export const normaliseBaseUrl = (url: string): string => url.replace(/\/+$/, "")
@@ -125,6 +131,7 @@ export const make = (
   const baseUrl = normaliseBaseUrl(options.baseUrl)
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
   const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
+  const maxResponseSize = options.maxResponseSize ?? DEFAULT_MAX_RESPONSE_SIZE
 
   const baseOrigin = originOf(baseUrl)
   const allowAbsoluteUrls = options.allowAbsoluteUrls === true
@@ -137,6 +144,23 @@ export const make = (
     : foreignDefaults
   // Default headers that carry credentials stay at home too.
   foreignDefaults = Headers.remove(foreignDefaults, [...Redirects.CREDENTIAL_HEADERS, "x-api-key", apiKeyHeader])
+
+  // Every secret this client sends, masked in whatever a server echoes back into an error.
+  const scrubber = new Scrubber()
+  if (options.apiKey !== undefined) scrubber.add(Redacted.value(options.apiKey))
+  for (const name of [...Redirects.CREDENTIAL_HEADERS, "x-api-key"]) {
+    const value = defaults[name]
+    if (value !== undefined) scrubber.addHeaders({ [name]: value })
+  }
+  let lastCredential: AuthProvider.Credential | undefined
+  const noteCredential = (credential: AuthProvider.Credential) => {
+    if (credential === lastCredential) return
+    lastCredential = credential
+    scrubber.addHeaders(credential.headers)
+  }
+  /** An excerpt of what a server said, with every secret the client holds masked. */
+  const bodyExcerpt = (text: string) =>
+    excerpt(scrubber.scrub(text.length > ResponseBody.ERROR_BODY_READ_LIMIT ? text.slice(0, ResponseBody.ERROR_BODY_READ_LIMIT) : text))
 
   // Every header that carries a credential: the API key's and every one the auth provider sets.
   const credentialHeaders = [
@@ -229,13 +253,26 @@ export const make = (
     }
   }
 
+  /** A success's body: at most `maxResponseSize` bytes, or a `ResponseTooLargeError`. */
   const readBody = (
     response: HttpClientResponse.HttpClientResponse,
     method: string,
     url: string
-  ) =>
+  ): Effect.Effect<string, ApiClient.ApiClient.Error> =>
     Effect.mapError(
-      response.text,
+      ResponseBody.readText(response, maxResponseSize, false, (overflow) =>
+        new ResponseTooLargeError({ method, url, status: response.status, maxResponseSize, ...overflow })),
+      (error) => error._tag === "ResponseError" ? fromHttpClientError(error, method, url, timeout) : error
+    )
+
+  /** An error answer's body, for its excerpt: the first bytes only, whatever its size. */
+  const readErrorBody = (
+    response: HttpClientResponse.HttpClientResponse,
+    method: string,
+    url: string
+  ): Effect.Effect<string, ApiClient.ApiClient.Error> =>
+    Effect.mapError(
+      ResponseBody.readText(response, ResponseBody.ERROR_BODY_READ_LIMIT, true, () => undefined as never),
       (error: HttpClientError.ResponseError) => fromHttpClientError(error, method, url, timeout)
     )
 
@@ -244,7 +281,7 @@ export const make = (
     method: string,
     url: string
   ): Effect.Effect<never, ApiClient.ApiClient.Error> =>
-    Effect.flatMap(readBody(response, method, url), (text): Effect.Effect<never, ApiClient.ApiClient.Error> => {
+    Effect.flatMap(readErrorBody(response, method, url), (text): Effect.Effect<never, ApiClient.ApiClient.Error> => {
       if (response.status === 429) {
         return Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.fail(
@@ -252,13 +289,13 @@ export const make = (
               method,
               url,
               retryAfter: RetryAfter.parse(response.headers["retry-after"], now),
-              body: excerpt(text)
+              body: bodyExcerpt(text)
             })
           ))
       }
       const retryAfter = response.headers["retry-after"]
       if (retryAfter === undefined) {
-        return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: excerpt(text) }))
+        return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: bodyExcerpt(text) }))
       }
       return Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.fail(
@@ -266,7 +303,7 @@ export const make = (
             status: response.status,
             method,
             url,
-            body: excerpt(text),
+            body: bodyExcerpt(text),
             retryAfter: RetryAfter.parse(retryAfter, now)
           })
         ))
@@ -291,8 +328,8 @@ export const make = (
               url,
               status,
               reason: "Json",
-              issue: cause instanceof Error ? cause.message : String(cause),
-              body: excerpt(text)
+              issue: scrubber.scrub(cause instanceof Error ? cause.message : String(cause)),
+              body: bodyExcerpt(text)
             })
           )
         }
@@ -304,8 +341,8 @@ export const make = (
           url,
           status,
           reason: "Schema",
-          issue: ParseResult.TreeFormatter.formatErrorSync(error),
-          body: excerpt(text)
+          issue: scrubber.scrub(ParseResult.TreeFormatter.formatErrorSync(error)),
+          body: bodyExcerpt(text)
         }))
     }
     if (status === 204 || status === 205 || method === "HEAD") {
@@ -370,6 +407,7 @@ export const make = (
             atTransport
           )
         const sent = provider === undefined ? exchange(req) : Effect.flatMap(provider.credential, (credential) => {
+          noteCredential(credential)
           onCredential?.(credential)
           return exchange(HttpClientRequest.setHeaders(req, credential.headers))
         })
@@ -420,9 +458,11 @@ export const make = (
     const req = built
     const url = req.url
     const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
+    // A query written into the template may hold a key: it never goes into the span.
+    const template = path.indexOf("?") === -1 ? path : path.slice(0, path.indexOf("?"))
     return Effect.useSpan(
-      `sluice ${method} ${path}`,
-      { kind: "client", captureStackTrace: false, attributes: { "http.request.method": method, "url.template": path } },
+      `sluice ${method} ${template}`,
+      { kind: "client", captureStackTrace: false, attributes: { "http.request.method": method, "url.template": template } },
       (span) =>
         Effect.flatMap(FiberRef.get(HttpClient.currentTracerPropagation), (propagate) =>
           obtain(

@@ -2,6 +2,7 @@ import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Duration from "effect/Duration"
+import * as Encoding from "effect/Encoding"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -10,6 +11,8 @@ import { AuthenticationError } from "../AuthProvider.js"
 import type * as CC from "../ClientCredentials.js"
 import { excerpt } from "../ApiError.js"
 import { causeInfo } from "./errors.js"
+import { ERROR_BODY_READ_LIMIT, readText } from "./responseBody.js"
+import { Scrubber } from "./scrub.js"
 import * as TokenCache from "./tokenCache.js"
 
 const PERMANENT_ERRORS = new Set(["invalid_client", "unauthorized_client", "invalid_grant", "invalid_scope", "invalid_request"])
@@ -44,7 +47,10 @@ export const checkTokenUrl = (tokenUrl: string, allowInsecure: boolean): Authent
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for Basic. */
 const basic = (id: string, secret: string) =>
-  `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`, "utf8").toString("base64")}`
+  `Basic ${Encoding.encodeBase64(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`)}`
+
+/** A token endpoint's answer is a small JSON object: more than this is not one. */
+const MAX_TOKEN_RESPONSE_SIZE = 1024 * 1024
 
 export const make = (options: CC.Options): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
@@ -74,6 +80,13 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       form["client_id"] = options.clientId
       form["client_secret"] = Redacted.value(options.clientSecret)
     }
+    // The client secret, in every form it is sent in, is masked in whatever the endpoint echoes back.
+    const scrubber = new Scrubber()
+    scrubber.add(Redacted.value(options.clientSecret))
+    scrubber.add(encodeURIComponent(Redacted.value(options.clientSecret)))
+    scrubber.addHeaders({ authorization: basic(options.clientId, Redacted.value(options.clientSecret)) })
+    const said = (text: string) => excerpt(scrubber.scrub(text.slice(0, ERROR_BODY_READ_LIMIT)))
+
     const request = HttpClientRequest.post(options.tokenUrl, {
       headers,
       body: HttpBody.text(new URLSearchParams(form).toString(), "application/x-www-form-urlencoded")
@@ -86,8 +99,12 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       const response = yield* http.execute(request).pipe(
         Effect.mapError((e) => failure("TokenEndpointError", `unreachable: ${causeInfo(e.cause).message}`, true))
       )
-      const text = yield* response.text.pipe(
-        Effect.mapError((e) => failure("TokenEndpointError", `answer broke off: ${causeInfo(e.cause).message}`, true))
+      const text = yield* readText(response, MAX_TOKEN_RESPONSE_SIZE, false, (overflow) => overflow).pipe(
+        Effect.mapError((e) =>
+          "_tag" in e
+            ? failure("TokenEndpointError", `answer broke off: ${causeInfo(e.cause).message}`, true)
+            : failure("InvalidTokenResponse", `the answer is larger than ${MAX_TOKEN_RESPONSE_SIZE} bytes`, true, response.status)
+        )
       )
       let body: any
       try {
@@ -97,7 +114,9 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       }
       if (response.status !== 200) {
         const code = typeof body?.error === "string" ? body.error : undefined
-        const detail = code ? `${code}${typeof body?.error_description === "string" ? `: ${excerpt(body.error_description)}` : ""}` : excerpt(text)
+        const detail = code
+          ? `${said(code)}${typeof body?.error_description === "string" ? `: ${said(body.error_description)}` : ""}`
+          : said(text)
         if (response.status === 429 || response.status >= 500) {
           return yield* failure("TokenEndpointError", `answered ${response.status} (will retry): ${detail}`, true, response.status)
         }
@@ -137,7 +156,7 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
         )
       }
       if (type !== undefined && (typeof type !== "string" || type.toLowerCase() !== "bearer")) {
-        return yield* failure("InvalidTokenResponse", `token_type "${String(type)}" is not Bearer`, false, 200)
+        return yield* failure("InvalidTokenResponse", `token_type "${said(String(type))}" is not Bearer`, false, 200)
       }
       if (expiresIn !== undefined && !(Number.isFinite(expiresIn) && expiresIn >= MIN_EXPIRES_IN)) {
         // Below a second, every call would fetch a token of its own.

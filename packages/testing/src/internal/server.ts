@@ -16,6 +16,8 @@ const FAULTS = new Set<string>([
   "truncated-body",
   "malformed-json",
   "endless-body",
+  "endless-line",
+  "huge-body",
   "hang"
 ])
 const SECRET_HEADERS = [
@@ -29,6 +31,12 @@ const SECRET_HEADERS = [
   "x-auth-token",
   "private-token"
 ]
+
+/** What a `huge-body` answer announces: 2 GiB, which no client can buffer. */
+const HUGE_BODY_LENGTH = 2 * 1024 * 1024 * 1024
+
+/** What an `endless-line` body repeats: 64 KiB without a line end. */
+const ENDLESS_LINE_CHUNK = "x".repeat(64 * 1024)
 
 /** Query parameters masked in the log: OAuth2's bearer-in-query form and the usual key names. */
 const SECRET_QUERY = /([?&](?:access_token|api_key|apikey|key|token|client_secret)=)[^&#]*/gi
@@ -281,11 +289,12 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       entry: { status: number | undefined },
       reply: TS.Reply,
       extraHeaders: Record<string, string>,
-      echoOf: () => unknown
+      echoOf: (unmasked: boolean) => unknown
     ) => {
       const socket = req.socket
       const fault = reply.fault
-      if (fault !== undefined && fault !== "hang" && fault !== "endless-body") faulted.add(res)
+      if (fault !== undefined && fault !== "hang" && fault !== "endless-body" && fault !== "endless-line" &&
+        fault !== "huge-body") faulted.add(res)
       const chunkDelay = reply.chunkDelay !== undefined ? millis(reply.chunkDelay, "chunkDelay") : 100
       const cancels: Array<() => void> = []
       res.on("close", () => cancels.forEach((c) => c()))
@@ -312,7 +321,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           body = "{\"ok\": tru"
         } else if (reply.echo) {
           headers["content-type"] = "application/json"
-          body = JSON.stringify(echoOf())
+          body = JSON.stringify(echoOf(reply.echo === "unmasked"))
         } else if (reply.json !== undefined) {
           headers["content-type"] = "application/json"
           body = JSON.stringify(reply.json)
@@ -329,7 +338,9 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           setTimeout(() => socket.end(), 10)
           return
         }
-        if (fault === "reset-after-headers" || fault === "endless-body" || reply.chunks) {
+        const endless = fault === "endless-body" || fault === "endless-line" || fault === "huge-body"
+        if (fault === "reset-after-headers" || endless || reply.chunks) {
+          if (fault === "huge-body") headers["content-length"] = String(HUGE_BODY_LENGTH)
           res.writeHead(status, headers)
           res.flushHeaders()
           if (fault === "reset-after-headers") {
@@ -337,10 +348,13 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
             setTimeout(() => socket.resetAndDestroy(), 10)
             return
           }
-          const chunks = fault === "endless-body" ? undefined : [...reply.chunks!]
+          const chunks = endless ? undefined : [...reply.chunks!]
+          if (fault === "endless-line") res.write("data: ")
           const next = () => {
             if (res.destroyed) return
-            if (chunks === undefined) {
+            if (fault === "endless-line" || fault === "huge-body") {
+              res.write(ENDLESS_LINE_CHUNK)
+            } else if (chunks === undefined) {
               res.write(`data: ${Date.now()}\n\n`)
             } else {
               const chunk = chunks.shift()
@@ -369,7 +383,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
       res: Http.ServerResponse,
       entry: { status: number | undefined },
       body: string,
-      echoOf: () => unknown
+      echoOf: (unmasked: boolean) => unknown
     ) => {
       tokenRequests++
       const scripted = oauthScript.shift()
@@ -426,7 +440,10 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           connectionId: connectionIds.get(req.socket) ?? 0,
           status: undefined
         }
-        const echoOf = () => ({ method, path, query: entry.query, headers: entry.headers, body: entry.body })
+        const echoOf = (unmasked: boolean) =>
+          unmasked
+            ? { method, path, query: url.search, headers: req.headers, body }
+            : { method, path, query: entry.query, headers: entry.headers, body: entry.body }
         if (path === "/__sluice/stats") {
           return writeJson(res, 200, statsNow())
         }
