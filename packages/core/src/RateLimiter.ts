@@ -6,8 +6,10 @@
  *   `maxWait` after which (or, when the queue already makes the wait longer,
  *   at once) acquisition fails with `TokenAcquisitionTimeoutError`.
  * - **Adaptive** (`layerAdaptive`): starts at `limit` per `window` and learns
- *   the server's real capacity from 429s, `Retry-After` and `RateLimit-*`
- *   headers (see the module `internal/rateLimiter.ts` for the algorithm).
+ *   the server's real capacity: the rate it accepted around each 429, held
+ *   just under and probed rarely; `Retry-After` pauses every caller (at most
+ *   `maxPause`); quota headers in every form (`RateLimitHeaders`) pace it
+ *   before any 429. The algorithm: `internal/adaptive.ts`.
  * - An optional **concurrency cap** (in-flight limit) on either.
  *
  * State lives in a `RateLimiterStore` (memory here, Redis in `@sluice/redis`).
@@ -29,6 +31,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -113,24 +116,33 @@ export interface TokenBucketOptions extends CommonOptions {
 }
 
 export interface AdaptiveOptions extends CommonOptions {
-  /** The rate never goes below `floor × limit`. Default 0.1. */
+  /** The rate never goes below `floor × limit` (a server's quota headers may pace it lower). Default 0.01. */
   readonly floor?: number | undefined
-  /** Multiplicative decrease on a congestion event. Default 0.3. */
+  /** How far below the server's measured accepted rate to hold. Default 0.05. */
+  readonly margin?: number | undefined
+  /** Decrease on a 429 when too little was measured to know the accepted rate. Default 0.3. */
   readonly penalty?: number | undefined
-  /** Growth per second, as a share of the rate, once the rate has held. Default 0.05. */
+  /**
+   * The longest pause a `Retry-After` (or a spent quota's reset) may impose
+   * on everyone sharing the limiter. Default 60 seconds, in line with
+   * `Retry`'s `maxRetryAfter` (which fails such a request at once).
+   */
+  readonly maxPause?: Duration.DurationInput | undefined
+  /** @deprecated No longer used: the rate rises along a cubic back to the measured rate, then probes. */
   readonly recovery?: number | undefined
 }
 
 export const postOnly = (request: HttpClientRequest.HttpClientRequest): boolean => request.method === "POST"
 
 /**
- * stkai's presets: limit per window, max wait, floor, penalty, recovery.
- * Pick a `window` to go with them (stkai used one minute).
+ * stkai's presets (limit per window, max wait, floor, penalty), with a
+ * margin to hold below the measured rate. Pick a `window` to go with them
+ * (stkai used one minute).
  */
 export const presets = {
-  conservative: { limit: 20, maxWait: "120 seconds", floor: 0.05, penalty: 0.5, recovery: 0.02 },
-  balanced: { limit: 40, maxWait: "45 seconds", floor: 0.1, penalty: 0.3, recovery: 0.05 },
-  optimistic: { limit: 80, maxWait: "20 seconds", floor: 0.3, penalty: 0.15, recovery: 0.1 }
+  conservative: { limit: 20, maxWait: "120 seconds", floor: 0.05, penalty: 0.5, margin: 0.1 },
+  balanced: { limit: 40, maxWait: "45 seconds", floor: 0.1, penalty: 0.3, margin: 0.05 },
+  optimistic: { limit: 80, maxWait: "20 seconds", floor: 0.3, penalty: 0.15, margin: 0.02 }
 } as const
 
 export const makeTokenBucket: (
@@ -160,6 +172,6 @@ export const limit = (limiter: Service) =>
 ): HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R> =>
   HttpClient.transform(self, (effect, request) =>
     limiter.appliesTo(request)
-      ? limiter.run(effect, internal.classifyResponseExit)
+      ? Effect.flatMap(Clock.currentTimeMillis, (now) => limiter.run(effect, (exit) => internal.classifyResponseExit(exit, now)))
       : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
 

@@ -12,7 +12,10 @@
  *
  * `@effect/experimental`'s `RateLimiter` store has a similar shape, but it
  * takes the time from the caller and sets no TTLs, and it has no notion of
- * the adaptive limiter's shared rate, epoch and pause.
+ * the adaptive limiter's shared state. Here the adaptive limiter's every
+ * decision runs inside the store, atomically on the shared state (one call,
+ * store time), so a fleet sharing a Redis store behaves as one client: see
+ * `feedback`.
  *
  * @example
  * ```ts
@@ -30,8 +33,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Adaptive from "./internal/adaptive.js"
+import type { Quota } from "./RateLimitHeaders.js"
 
-/** A reserved slot: go after `waitMillis`. */
+/**
+ * A reserved slot: go after `waitMillis`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Reservation {
   readonly _tag: "Reserved"
   /** Store time of the slot. */
@@ -39,85 +49,144 @@ export interface Reservation {
   readonly waitMillis: number
   /** Interval the slot was reserved at (to give it back exactly). */
   readonly intervalMillis: number
-  /** Adaptive epoch when reserved: feedback from an older epoch is already accounted for. */
+  /** Adaptive epoch when reserved: a 429 for an older epoch is already accounted for. */
   readonly epoch: number
   /** Total pause time added to the schedule so far, to learn what a later pause owes. */
   readonly shift: number
 }
 
-/** No slot within `maxWait`: nothing was reserved. */
+/**
+ * No slot within `maxWait`: nothing was reserved.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Rejection {
   readonly _tag: "Rejected"
   readonly waitMillis: number
 }
 
-/** The shared state of an adaptive limiter. */
+/**
+ * The shared state of an adaptive limiter, as its gauges and tests read it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface AdaptiveState {
-  /** Permits per second now. */
+  /** Permits per second a reservation made now would use. */
   readonly rate: number
   readonly epoch: number
-  /** Store time until which nobody is admitted (from `Retry-After`). */
+  /** Store time until which nobody is admitted (from `Retry-After` or a spent quota). */
   readonly pausedUntil: number
   /** Store time now. */
   readonly now: number
 }
 
+/**
+ * The adaptive limiter's settings, sent with every call (the store keeps no configuration).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type AdaptiveParams = Adaptive.Params
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface ReserveOptions {
-  /** Milliseconds between permits; `undefined` means "the stored adaptive rate". */
+  /** Milliseconds between permits; `undefined` means "the adaptive rate" (then `adaptive` is required). */
   readonly intervalMillis: number | undefined
   /** Permits that may be taken at once from a full bucket. */
   readonly burst: number
   /** Refuse when the slot is further than this. `Infinity` never refuses. */
   readonly maxWaitMillis: number
-  /** Adaptive only: the rate to start from when the key has no state yet. */
-  readonly initialRate?: number | undefined
+  readonly adaptive?: AdaptiveParams | undefined
 }
 
-/** Feedback that changes an adaptive limiter's shared state. */
-export type Adjustment =
-  /** Applied only if `epoch` is still current: one decrease per congestion event. Bumps the epoch. */
-  | { readonly _tag: "Decrease"; readonly epoch: number; readonly rate: number; readonly pauseMillis: number }
-  /** Sets the rate (growth), whatever the epoch. */
-  | { readonly _tag: "SetRate"; readonly rate: number }
-  /** Admit nobody for this long (a server said its quota is spent until then). */
-  | { readonly _tag: "Pause"; readonly pauseMillis: number }
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Owed {
+  readonly millis: number
+  readonly epoch: number
+}
 
-/** The store could not be reached or answered something unexpected. */
+/**
+ * What one answer taught an adaptive limiter.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Feedback =
+  /** The server admitted the request (a 2xx, or a 4xx other than 429), maybe announcing its quota. */
+  | { readonly _tag: "Success"; readonly quota?: Quota | undefined }
+  /** A 429 for a permit of `epoch`. */
+  | {
+    readonly _tag: "RateLimited"
+    readonly epoch: number
+    readonly retryAfterMillis?: number | undefined
+    readonly quota?: Quota | undefined
+  }
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface FeedbackResult {
+  /** Whether this 429 made the decrease (one per congestion event). */
+  readonly decreased: boolean
+  /** The rate now. */
+  readonly rate: number
+}
+
+/**
+ * The store could not be reached or answered something unexpected.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class RateLimiterStoreError extends Schema.TaggedError<RateLimiterStoreError>(
   "@sluice/core/RateLimiterStoreError"
 )("RateLimiterStoreError", { message: Schema.String, cause: Schema.optional(Schema.Defect) }) {}
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Store {
   readonly reserve: (key: string, options: ReserveOptions) => Effect.Effect<Reservation | Rejection, RateLimiterStoreError>
   /** Gives an unused reservation back (its waiter was interrupted). */
   readonly release: (key: string, reservation: Reservation) => Effect.Effect<void, RateLimiterStoreError>
-  /** How much longer a reservation must wait because of pauses set after it was made. */
-  readonly owed: (key: string, reservation: Reservation) => Effect.Effect<number, RateLimiterStoreError>
-  readonly adaptiveState: (key: string, initialRate: number) => Effect.Effect<AdaptiveState, RateLimiterStoreError>
-  /** Returns whether the adjustment was applied (a stale `Decrease` is not). */
-  readonly adjust: (key: string, adjustment: Adjustment) => Effect.Effect<boolean, RateLimiterStoreError>
-  /** Counts successes for the admitted-rate estimate; `successesSince` reads them back. */
-  readonly recordSuccess: (key: string) => Effect.Effect<void, RateLimiterStoreError>
-  readonly successesSince: (key: string, sinceMillis: number) => Effect.Effect<number, RateLimiterStoreError>
+  /**
+   * How much longer a reservation must wait because of pauses set after it
+   * was made, and the adaptive epoch now (a waiter of an older epoch reserves again).
+   */
+  readonly owed: (key: string, reservation: Reservation) => Effect.Effect<Owed, RateLimiterStoreError>
+  readonly adaptiveState: (key: string, params: AdaptiveParams) => Effect.Effect<AdaptiveState, RateLimiterStoreError>
+  /** Runs one adaptive decision on the shared state, atomically, on store time. */
+  readonly feedback: (
+    key: string,
+    feedback: Feedback,
+    params: AdaptiveParams
+  ) => Effect.Effect<FeedbackResult, RateLimiterStoreError>
   /** Store time now. */
   readonly now: Effect.Effect<number, RateLimiterStoreError>
 }
 
+/**
+ * @since 0.1.0
+ * @category tags
+ */
 export class RateLimiterStore extends Context.Tag("@sluice/core/RateLimiterStore")<RateLimiterStore, Store>() {}
-
-interface KeyState {
-  tat: number
-  rate: number
-  epoch: number
-  pausedUntil: number
-  shift: number
-  successes: Array<number>
-  successStart: number
-}
 
 /**
  * Slot arithmetic shared by every store (Redis runs the same steps in Lua).
  * Exported for tests and for stores written elsewhere.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const reserveSlot = (
   state: { tat: number; pausedUntil: number },
@@ -135,17 +204,40 @@ export const reserveSlot = (
 }
 
 /**
+ * The adaptive algorithm's constants, for stores that run its steps
+ * elsewhere (the Redis store's Lua).
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const adaptiveConstants = {
+  PROBE_MIN_MILLIS: Adaptive.PROBE_MIN_MILLIS,
+  PROBE_MAX_MILLIS: Adaptive.PROBE_MAX_MILLIS,
+  PROBE_DOUBLING_MILLIS: Adaptive.PROBE_DOUBLING_MILLIS,
+  MEMORY_MILLIS: Adaptive.MEMORY_MILLIS,
+  MIN_MEASURE_MILLIS: Adaptive.MIN_MEASURE_MILLIS,
+  MIN_PACE_SPAN_MILLIS: Adaptive.MIN_PACE_SPAN_MILLIS,
+  MAX_REMAINING: Adaptive.MAX_REMAINING
+} as const
+
+/** Parameters for a key reserved only at a fixed interval (its adaptive fields stay unused). */
+const FIXED: AdaptiveParams = { maxRate: 1, floorRate: 1, margin: 0, penalty: 0, maxPauseMillis: 0 }
+
+/**
  * An in-memory store for one process. Reads time from the Effect `Clock`, so
  * `TestClock` drives it. Every operation is synchronous: the fast path of an
  * acquisition takes no lock, queue or fiber.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock) => {
-  const keys = new Map<string, KeyState>()
+  const keys = new Map<string, Adaptive.State>()
   const now = () => Math.floor(clock.unsafeCurrentTimeMillis())
-  const get = (key: string, initialRate = 1): KeyState => {
+  const get = (key: string, params: AdaptiveParams): Adaptive.State => {
     let s = keys.get(key)
     if (s === undefined) {
-      s = { tat: 0, rate: initialRate, epoch: 0, pausedUntil: 0, shift: 0, successes: [], successStart: 0 }
+      s = Adaptive.initial(now(), params)
       keys.set(key, s)
     }
     return s
@@ -154,79 +246,48 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
     now: Effect.sync(now),
     reserve: (key, o) =>
       Effect.sync(() => {
-        const s = get(key, o.initialRate)
+        const params = o.adaptive ?? FIXED
+        const s = get(key, params)
         const t = now()
-        const interval = o.intervalMillis ?? 1000 / s.rate
+        const interval = o.intervalMillis ?? 1000 / Adaptive.rateAt(s, t, params)
         const r = reserveSlot(s, t, interval, o.burst, o.maxWaitMillis)
         if ("rejectedWait" in r) return { _tag: "Rejected", waitMillis: r.rejectedWait } as const
+        if (o.intervalMillis === undefined) Adaptive.noteReservation(s, t, r.waitMillis > 0)
         return { _tag: "Reserved", slot: r.slot, waitMillis: r.waitMillis, intervalMillis: interval, epoch: s.epoch, shift: s.shift } as const
       }),
     release: (key, reservation) =>
       Effect.sync(() => {
-        const s = get(key)
+        const s = keys.get(key)
+        if (s === undefined) return
         const t = now()
         // Only a slot still in the future is given back; the schedule never moves before now.
         if (reservation.slot + (s.shift - reservation.shift) >= t) s.tat = Math.max(t, s.tat - reservation.intervalMillis)
       }),
-    owed: (key, reservation) => Effect.sync(() => Math.max(0, get(key).shift - reservation.shift)),
-    adaptiveState: (key, initialRate) =>
+    owed: (key, reservation) =>
       Effect.sync(() => {
-        const s = get(key, initialRate)
-        return { rate: s.rate, epoch: s.epoch, pausedUntil: s.pausedUntil, now: now() }
+        const s = keys.get(key)
+        return { millis: Math.max(0, (s?.shift ?? 0) - reservation.shift), epoch: s?.epoch ?? 0 }
       }),
-    adjust: (key, a) =>
+    adaptiveState: (key, params) =>
       Effect.sync(() => {
-        const s = get(key)
+        const s = get(key, params)
         const t = now()
-        const pause = (millis: number) => {
-          const until = t + Math.ceil(millis)
-          if (until > s.pausedUntil) {
-            // Everyone already queued moves back by the new part of the pause, keeping their spacing.
-            s.shift += until - Math.max(t, s.pausedUntil)
-            s.tat = Math.max(s.tat, t) + (until - Math.max(t, s.pausedUntil))
-            s.pausedUntil = until
-          }
-        }
-        switch (a._tag) {
-          case "Decrease": {
-            if (a.epoch !== s.epoch) return false
-            s.epoch++
-            s.rate = a.rate
-            if (a.pauseMillis > 0) pause(a.pauseMillis)
-            return true
-          }
-          case "SetRate":
-            s.rate = a.rate
-            return true
-          case "Pause":
-            pause(a.pauseMillis)
-            return true
-        }
+        return { rate: Adaptive.rateAt(s, t, params), epoch: s.epoch, pausedUntil: s.pausedUntil, now: t }
       }),
-    recordSuccess: (key) =>
+    feedback: (key, f, params) =>
       Effect.sync(() => {
-        const s = get(key)
+        const s = get(key, params)
         const t = now()
-        s.successes.push(t)
-        // keep ten seconds of history
-        if (s.successes.length > 4096 && s.successes[0]! < t - 10_000) {
-          const cut = s.successes.findIndex((x) => x >= t - 10_000)
-          s.successes = s.successes.slice(cut === -1 ? s.successes.length : cut)
-        }
-      }),
-    successesSince: (key, since) =>
-      Effect.sync(() => {
-        const xs = get(key).successes
-        let lo = 0
-        let hi = xs.length
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1
-          if (xs[mid]! < since) lo = mid + 1
-          else hi = mid
-        }
-        return xs.length - lo
+        let decreased = false
+        if (f._tag === "Success") Adaptive.onSuccess(s, t, f.quota, params)
+        else decreased = Adaptive.onRateLimited(s, t, f.epoch, f.retryAfterMillis, f.quota, params)
+        return { decreased, rate: Adaptive.rateAt(s, t, params) }
       })
   }
 })
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerMemory: Layer.Layer<RateLimiterStore> = Layer.effect(RateLimiterStore, makeMemory)

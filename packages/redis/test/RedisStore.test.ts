@@ -2,7 +2,7 @@ import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
-import { RateLimiter } from "@sluice/core"
+import { RateLimiter, RateLimiterStore } from "@sluice/core"
 import { TestServer } from "@sluice/testing"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -30,6 +30,9 @@ const runWorker = (args: ReadonlyArray<string>) =>
 
 /** How late a taker may wake after its slot on a loaded machine (CI measured 32 permits in a 1-s window of 30/s). */
 const WAKE_SLACK_MS = 100
+
+/** What `layerAdaptive({ limit: 100, window: "1 second" })` sends with every call. */
+const PARAMS = { maxRate: 100, floorRate: 1, margin: 0.05, penalty: 0.3, maxPauseMillis: 60_000 }
 
 /**
  * Most permits in any window of `windowMs` milliseconds, by the times the takers
@@ -139,18 +142,77 @@ describe("RedisStore", () => {
       const redis = yield* RedisServer.start
       const store = yield* RedisStore.make({ path: redis.socket, prefix: "ttl-test:", idleTtlMillis: 60_000 })
       yield* store.reserve("a", { intervalMillis: 100, burst: 1, maxWaitMillis: Infinity })
-      yield* store.adaptiveState("b", 10)
-      yield* store.adjust("b", { _tag: "Pause", pauseMillis: 5_000 })
-      yield* store.recordSuccess("b")
+      yield* store.adaptiveState("b", PARAMS)
+      yield* store.feedback("b", { _tag: "RateLimited", epoch: 0, retryAfterMillis: 5_000 }, PARAMS)
+      yield* store.feedback("b", { _tag: "Success" }, PARAMS)
       const client = new Redis({ path: redis.socket })
       const keys = yield* Effect.promise(() => client.keys("*"))
-      expect(keys.sort()).toEqual(["ttl-test:a:state", "ttl-test:b:ok", "ttl-test:b:state"])
+      expect(keys.sort()).toEqual(["ttl-test:a:state", "ttl-test:b:state"])
       for (const key of keys) {
         const ttl = yield* Effect.promise(() => client.pttl(key))
         expect(ttl).toBeGreaterThan(0)
         expect(ttl).toBeLessThanOrEqual(66_000)
       }
       yield* Effect.promise(() => client.quit())
+    })))
+
+  it.live("a Retry-After of year 9999 pauses for maxPause at most; every field written is an integer; a negative remaining is ignored", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const store = yield* RedisStore.make({ path: redis.socket, prefix: "big:", idleTtlMillis: 60_000 })
+      const farFuture = Date.parse("9999-12-31T23:59:59Z") - Date.now()
+      yield* store.feedback("k", { _tag: "RateLimited", epoch: 0, retryAfterMillis: farFuture }, PARAMS)
+      yield* store.feedback("k", { _tag: "RateLimited", epoch: 1, retryAfterMillis: Number.MAX_SAFE_INTEGER }, PARAMS)
+      yield* store.feedback("k", { _tag: "Success", quota: { remaining: 3, resetMillis: 1e300, ceilingPerSecond: 1e300 } }, PARAMS)
+      const state = yield* store.adaptiveState("k", PARAMS)
+      expect(state.pausedUntil - state.now).toBeLessThanOrEqual(PARAMS.maxPauseMillis)
+      expect(state.pausedUntil - state.now).toBeGreaterThan(PARAMS.maxPauseMillis - 5_000)
+      const client = new Redis({ path: redis.socket })
+      const fields = yield* Effect.promise(() => client.hgetall("big:k:state"))
+      for (const [name, value] of Object.entries(fields)) {
+        expect(value, name).toMatch(/^-?\d+$/)
+        expect(Number.isSafeInteger(Number(value)), name).toBe(true)
+      }
+      const pttl = yield* Effect.promise(() => client.pttl("big:k:state"))
+      expect(pttl).toBeLessThanOrEqual(PARAMS.maxPauseMillis + 60_000 + 1_000)
+      yield* Effect.promise(() => client.quit())
+      // the next reservation on the key waits out the bounded pause, not 8,000 years
+      const next = yield* store.reserve("k", { intervalMillis: undefined, burst: 1, maxWaitMillis: 61_000, adaptive: PARAMS })
+      expect(next._tag).toBe("Reserved")
+      expect(next.waitMillis).toBeLessThanOrEqual(PARAMS.maxPauseMillis)
+    })))
+
+  it.live("the Lua runs the adaptive steps of the memory store: the same feedback, the same decisions", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const remote = yield* RedisStore.make({ path: redis.socket, prefix: "parity:" })
+      const local = yield* RateLimiterStore.makeMemory
+      const run = (store: RateLimiterStore.Store) =>
+        Effect.gen(function*() {
+          const seen: Array<{ rate: number; epoch: number; paused: number }> = []
+          const note = Effect.flatMap(store.adaptiveState("p", PARAMS), (st) =>
+            Effect.sync(() => seen.push({ rate: st.rate, epoch: st.epoch, paused: Math.max(0, st.pausedUntil - st.now) })))
+          yield* store.reserve("p", { intervalMillis: undefined, burst: 1, maxWaitMillis: Infinity, adaptive: PARAMS })
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 0 }, PARAMS) // unmeasured: the penalty
+          yield* note
+          for (let i = 0; i < 30; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
+          yield* Effect.sleep("1100 millis")
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 300 }, PARAMS) // measured
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 500 }, PARAMS) // stale: pause only
+          yield* note
+          yield* store.feedback("p", { _tag: "Success", quota: { remaining: 10, resetMillis: 2_000, ceilingPerSecond: 50 } }, PARAMS)
+          yield* note
+          return seen
+        })
+      const [a, b] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
+      for (let i = 0; i < a.length; i++) {
+        expect(a[i]!.epoch).toBe(b[i]!.epoch)
+        expect(a[i]!.rate).toBeCloseTo(b[i]!.rate, -0.5)
+        expect(Math.abs(a[i]!.paused - b[i]!.paused)).toBeLessThan(60)
+      }
+      expect(a.map((x) => x.epoch)).toEqual([1, 2, 2])
+      // the header pace: 10 left over 2 s
+      expect(a[2]!.rate).toBeCloseTo(5, 0)
     })))
 
   it.live("keys expire once idle", () =>
@@ -183,7 +245,7 @@ describe("RedisStore", () => {
       yield* b.acquire
       // b waited out the pause a learned of (1 s, plus at most 10 % jitter)
       expect(Date.now() - started).toBeGreaterThanOrEqual(900)
-      const state = yield* Effect.flatMap(RedisStore.make({ path: redis.socket, prefix: "ad:" }), (s) => s.adaptiveState("ad", 100))
+      const state = yield* Effect.flatMap(RedisStore.make({ path: redis.socket, prefix: "ad:" }), (s) => s.adaptiveState("ad", PARAMS))
       expect(state.epoch).toBe(1)
       expect(state.rate).toBeLessThan(100)
     })))

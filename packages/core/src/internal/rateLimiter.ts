@@ -5,12 +5,17 @@ import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
+import * as Clock from "effect/Clock"
 import type * as RL from "../RateLimiter.js"
 import { TokenAcquisitionTimeoutError } from "../RateLimiter.js"
 import { RateLimiterStore } from "../RateLimiterStore.js"
-import type { RateLimiterStoreError, Reservation, Store } from "../RateLimiterStore.js"
+import type { Feedback, RateLimiterStoreError, Reservation, Store } from "../RateLimiterStore.js"
+import * as RateLimitHeaders from "../RateLimitHeaders.js"
 import * as RetryAfter from "../RetryAfter.js"
+import type * as Adaptive from "./adaptive.js"
+
+/** A pause is bounded even when `maxPause` is not: a day, far inside every store's integer range. */
+const MAX_PAUSE_MILLIS = 86_400_000
 
 export const formatMillis = (d: Duration.Duration): string =>
   Duration.isFinite(d) ? `${Math.round(Duration.toMillis(d))}ms` : "forever"
@@ -25,17 +30,6 @@ const waitMillis = Metric.histogram(
 )
 const currentRate = Metric.gauge("sluice_ratelimiter_rate_per_second")
 
-const headerNumber = (headers: Readonly<Record<string, string>>, ...names: ReadonlyArray<string>) => {
-  for (const name of names) {
-    const v = headers[name]
-    if (v !== undefined) {
-      const n = Number(v.split(",")[0])
-      if (Number.isFinite(n)) return n
-    }
-  }
-  return undefined
-}
-
 export const outcomeOfResponse = (
   status: number,
   headers: Readonly<Record<string, string>>,
@@ -47,22 +41,10 @@ export const outcomeOfResponse = (
     ? { _tag: "Neutral" }
     : { _tag: "Success", headers }
 
-export const classifyResponseExit = <E>(exit: Exit.Exit<HttpClientResponse.HttpClientResponse, E>): RL.Outcome =>
-  Exit.isSuccess(exit) ? outcomeOfResponse(exit.value.status, exit.value.headers, Date.now()) : { _tag: "Neutral" }
-
-/**
- * When a server announces its quota is spent (`RateLimit-Remaining: 0`),
- * how long until it resets, in ms. `X-RateLimit-Reset` is often an epoch
- * time in seconds (GitHub): a value past 1e9 is read as one.
- */
-export const spentQuotaPause = (headers: Readonly<Record<string, string>>, nowMillis: number): number | undefined => {
-  const remaining = headerNumber(headers, "ratelimit-remaining", "x-ratelimit-remaining")
-  if (remaining === undefined || remaining > 0) return undefined
-  const reset = headerNumber(headers, "ratelimit-reset", "x-ratelimit-reset")
-  if (reset === undefined || reset <= 0) return undefined
-  const millis = reset > 1e9 ? reset * 1000 - nowMillis : reset * 1000
-  return millis > 0 ? Math.min(millis, 3_600_000) : undefined
-}
+export const classifyResponseExit = <E>(
+  exit: Exit.Exit<HttpClientResponse.HttpClientResponse, E>,
+  nowMillis: number
+): RL.Outcome => Exit.isSuccess(exit) ? outcomeOfResponse(exit.value.status, exit.value.headers, nowMillis) : { _tag: "Neutral" }
 
 interface Acquirer {
   readonly acquire: Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError>
@@ -92,35 +74,57 @@ const makeAcquirer = (
   const grant = (reservation: Reservation, waited: number) =>
     Effect.as(Effect.zipRight(Metric.increment(granted), Metric.update(waits, waited)), reservation)
 
-  const waitFor = (reservation: Reservation): Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError> => {
+  const adaptive = reserveOptions().intervalMillis === undefined
+
+  /**
+   * Sleeps until the slot, then asks what pauses set meanwhile owe. An
+   * adaptive waiter whose epoch has passed (the rate dropped while it
+   * queued) reserves again at the new rate instead of going at the old
+   * spacing: a queue reserved at the old rate would overrun the server
+   * right after the pause.
+   */
+  const waitFor = (
+    reservation: Reservation,
+    before: number
+  ): Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError> => {
     onWait(reservation.waitMillis)
     let paid = 0
-    const loop = (waited: number, sleepMillis: number): Effect.Effect<number, TokenAcquisitionTimeoutError | RateLimiterStoreError> =>
+    const loop = (
+      waited: number,
+      sleepMillis: number
+    ): Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError> =>
       Effect.zipRight(
         Effect.sleep(Duration.millis(sleepMillis)),
         Effect.flatMap(store.owed(key, reservation), (owed) => {
-          const extra = owed - paid
+          const extra = owed.millis - paid
           const total = waited + sleepMillis
-          if (extra <= 0) return Effect.succeed(total)
+          if (adaptive && owed.epoch !== reservation.epoch) return reserveAgain(total)
+          if (extra <= 0) return grant(reservation, total)
           if (total + extra > maxWaitMillis) {
             return Effect.zipRight(Effect.ignore(store.release(key, reservation)), timeout(total))
           }
-          paid = owed
+          paid = owed.millis
           return loop(total, extra)
         })
       )
     return Effect.onInterrupt(
-      Effect.flatMap(loop(0, reservation.waitMillis), (waited) => grant(reservation, waited)),
+      loop(before, reservation.waitMillis),
       () => Effect.ignore(store.release(key, reservation))
     )
   }
+
+  const reserveAgain = (waited: number) =>
+    Effect.flatMap(
+      Effect.suspend(() => store.reserve(key, { ...reserveOptions(), maxWaitMillis: Math.max(0, maxWaitMillis - waited) })),
+      (r) => r._tag === "Rejected" ? timeout(waited) : r.waitMillis <= 0 ? grant(r, waited) : waitFor(r, waited)
+    )
 
   return {
     acquire: Effect.flatMap(Effect.suspend(() => store.reserve(key, reserveOptions())), (r) => {
       if (r._tag === "Rejected") return timeout(0)
       // The fast path: a free permit costs one synchronous store call, no fiber, no queue.
       if (r.waitMillis <= 0) return grant(r, 0)
-      return waitFor(r)
+      return waitFor(r, 0)
     })
   }
 }
@@ -176,124 +180,56 @@ export const makeTokenBucket = (options: RL.TokenBucketOptions): Effect.Effect<R
   })
 
 /**
- * The adaptive limiter.
- *
- * It starts at `limit` per `window` and paces permits evenly (burst 1). On a
- * 429 it makes **one** decrease per congestion event: the store applies a
- * decrease only for the epoch it was computed in, so 64 requests in flight
- * that all get 429 lower the rate once. The decrease learns the server's
- * capacity instead of halving blindly:
- *
- * - soon (≤ 2 s) after a start or a pause, the server's bucket was full, so
- *   the successes `S` admitted at rate `r` before the 429 tell its capacity:
- *   with a bucket of one second's worth, `S = r·c / (r − c)`, so
- *   `c = S·r / (r + S)`. The new rate is `min(r × (1 − penalty), c)`.
- * - after a long hold, a 429 means a small overshoot: step down gently
- *   (`penalty / 6`) instead of falling into a sawtooth.
- *
- * `Retry-After` pauses every caller sharing the limiter, queued ones too
- * (the queue moves back as a whole). `RateLimit-Remaining: 0` with a reset
- * pauses until the reset, before any 429. Growth happens only while demand
- * is at the limit (a caller had to wait in the last second), starts 2 s
- * after a decrease, and reaches `recovery` per second 5 s later. 5xx and
- * transport errors change nothing.
+ * The adaptive limiter: permits at the rate the store computes from the
+ * shared state, and every answer reported back to the store as one atomic
+ * decision (`internal/adaptive.ts` says what it learns and from what).
  */
 export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Service, never, RateLimiterStore> =>
   Effect.gen(function*() {
     const store = yield* RateLimiterStore
     const { maxWait, perSecond: maxRate } = yield* Effect.try(() => validate(options)).pipe(Effect.orDie)
     const key = options.key ?? "sluice"
-    const floorRate = maxRate * (options.floor ?? 0.1)
-    const penalty = options.penalty ?? 0.3
-    const recovery = options.recovery ?? 0.05
+    const maxPause = Duration.decode(options.maxPause ?? "60 seconds")
+    const params: Adaptive.Params = {
+      maxRate,
+      floorRate: maxRate * (options.floor ?? 0.01),
+      margin: options.margin ?? 0.05,
+      penalty: options.penalty ?? 0.3,
+      maxPauseMillis: Duration.isFinite(maxPause) ? Duration.toMillis(maxPause) : MAX_PAUSE_MILLIS
+    }
     const maxWaitMillis = Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity
-    const clock = yield* Effect.clock
-    const localNow = () => clock.unsafeCurrentTimeMillis()
     const rateGauge = Metric.tagged(currentRate, "key", key)
     const limited = Metric.tagged(serverRateLimited, "key", key)
-
-    const startedAt = yield* Effect.orDie(store.now)
-    let knownEpoch = (yield* Effect.orDie(store.adaptiveState(key, maxRate))).epoch
-    let lastDecreaseAt = startedAt
-    let pausedUntil = 0
-    let saturatedAt = Number.NEGATIVE_INFINITY
-    let lastGrowthAt = localNow()
     yield* Metric.set(rateGauge, maxRate)
 
     const acquirer = makeAcquirer(
       store,
       key,
       maxWait,
-      () => ({ intervalMillis: undefined, burst: 1, maxWaitMillis, initialRate: maxRate }),
-      () => {
-        saturatedAt = localNow()
-      }
+      () => ({ intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params }),
+      () => {}
     )
-    const acquire = Effect.map(acquirer.acquire, (r): RL.Permit & { readonly rate: number } => ({
-      epoch: r.epoch,
-      rate: 1000 / r.intervalMillis
-    }))
+    const acquire = Effect.map(acquirer.acquire, (r): RL.Permit => ({ epoch: r.epoch }))
 
-    const onSuccess = (permit: RL.Permit & { readonly rate?: number }, headers: Readonly<Record<string, string>>) =>
-      Effect.suspend(() => {
-        const effects: Array<Effect.Effect<unknown, RateLimiterStoreError>> = [store.recordSuccess(key)]
-        const pause = spentQuotaPause(headers, Date.now())
-        if (pause !== undefined) {
-          pausedUntil = Math.max(pausedUntil, localNow() + pause)
-          effects.push(store.adjust(key, { _tag: "Pause", pauseMillis: pause }))
-        }
-        const t = localNow()
-        const rate = permit.rate ?? maxRate
-        if (t - saturatedAt < 1000 && t - lastGrowthAt >= 100 && rate < maxRate) {
-          const ramp = Math.min(1, Math.max(0, (t - lastDecreaseAt - 2000) / 5_000))
-          const next = Math.min(maxRate, rate + rate * recovery * ramp * Math.min(1, (t - lastGrowthAt) / 1000))
-          lastGrowthAt = t
-          if (next > rate) effects.push(store.adjust(key, { _tag: "SetRate", rate: next }), Metric.set(rateGauge, next))
-        } else if (t - lastGrowthAt >= 1000) {
-          lastGrowthAt = t
-        }
-        return Effect.all(effects, { discard: true })
-      })
-
-    const onRateLimited = (permit: RL.Permit & { readonly rate?: number }, retryAfter: Option.Option<Duration.Duration>) =>
-      Effect.gen(function*() {
-        yield* Metric.increment(limited)
-        if (permit.epoch < knownEpoch) return
-        const now = yield* store.now
-        const r = permit.rate ?? maxRate
-        const windowStart = Math.max(startedAt, lastDecreaseAt, pausedUntil)
-        const window = now - windowStart
-        let next: number
-        if (window > 0 && window <= 2000) {
-          const s = yield* store.successesSince(key, windowStart)
-          const estimate = (s * r) / (r + s)
-          next = Math.min(r * (1 - penalty), estimate)
-        } else {
-          next = r * (1 - penalty / 6)
-        }
-        next = Math.max(floorRate, next)
-        // Jitter only ever lengthens a pause, so replicas do not all resume at one instant.
-        const jitter = 1 + (yield* Random.next) * 0.1
-        const pause = Option.match(retryAfter, { onNone: () => 0, onSome: (d) => Math.ceil(Duration.toMillis(d) * jitter) })
-        const applied = yield* store.adjust(key, { _tag: "Decrease", epoch: permit.epoch, rate: next, pauseMillis: pause })
-        if (applied) {
-          knownEpoch = permit.epoch + 1
-          lastDecreaseAt = now
-          pausedUntil = Math.max(pausedUntil, now + pause)
-          yield* Metric.set(rateGauge, next)
-        } else {
-          knownEpoch = Math.max(knownEpoch, (yield* store.adaptiveState(key, maxRate)).epoch)
-        }
-      })
+    const tell = (feedback: Feedback) =>
+      Effect.flatMap(store.feedback(key, feedback, params), (result) => Metric.set(rateGauge, result.rate))
 
     const report = (permit: RL.Permit, outcome: RL.Outcome): Effect.Effect<void> =>
-      (outcome._tag === "Success"
-        ? onSuccess(permit, outcome.headers)
-        : outcome._tag === "RateLimited"
-        ? onRateLimited(permit, outcome.retryAfter)
-        : Effect.void).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`sluice rate limiter ${key}: feedback not stored: ${e.message}`))
+      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, RateLimiterStoreError> => {
+        if (outcome._tag === "Neutral") return Effect.void
+        const quota = RateLimitHeaders.parse(outcome.headers, now)
+        if (outcome._tag === "Success") return tell({ _tag: "Success", quota })
+        const retryAfterMillis = Option.match(outcome.retryAfter, {
+          onNone: () => undefined,
+          onSome: (d) => Duration.isFinite(d) ? Math.min(MAX_PAUSE_MILLIS, Duration.toMillis(d)) : MAX_PAUSE_MILLIS
+        })
+        return Effect.zipRight(
+          Metric.increment(limited),
+          tell({ _tag: "RateLimited", epoch: permit.epoch, retryAfterMillis, quota })
         )
+      }).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`sluice rate limiter ${key}: feedback not stored: ${e.message}`))
+      )
 
     return yield* makeService(key, options, acquire, report)
   })

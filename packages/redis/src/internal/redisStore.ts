@@ -6,76 +6,64 @@ import { Redis } from "ioredis"
 import type * as RS from "../RedisStore.js"
 
 type Store = RateLimiterStore.Store
+const Adaptive = RateLimiterStore.adaptiveConstants
 
-/** Redis time in integer milliseconds: every script starts here. */
+/**
+ * The Lua below runs the same steps as core's memory store (`RateLimiterStore.reserveSlot` and
+ * the adaptive steps in `internal/adaptive.ts`); keep them in step. Every field is written as an
+ * integer (`%.0f`: Lua's `tostring` would print large numbers in exponent form): times in ms,
+ * `tat` in microseconds, rates and the success count in thousandths.
+ */
 const NOW = `
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-/** Reads the state hash; absent fields take their initial values. */
+/** Reads one key's state; absent fields take their initial values. ARGV[1..5]: the adaptive params. */
 const READ = `
-local s = redis.call("HMGET", KEYS[1], "tat", "rate", "epoch", "paused", "shift")
-local tat = tonumber(s[1]) or 0
-local rate = tonumber(s[2])
-local epoch = tonumber(s[3]) or 0
-local paused = tonumber(s[4]) or 0
-local shift = tonumber(s[5]) or 0
-`
+local function num(x, d) local v = tonumber(x) if v == nil then return d end return v end
+local function int(x) return string.format("%.0f", x) end
+local maxRate = num(ARGV[1], 1)
+local floorRate = num(ARGV[2], 1)
+local margin = num(ARGV[3], 0)
+local penalty = num(ARGV[4], 0)
+local maxPause = num(ARGV[5], 0)
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil")
+local tat = num(h[1], 0) / 1000
+local paused = num(h[2], 0)
+local shift = num(h[3], 0)
+local epoch = num(h[4], 0)
+local wmax = num(h[5], maxRate * 1000) / 1000
+local r0 = num(h[6], maxRate * 1000) / 1000
+local grown = num(h[7], 0)
+local last = num(h[8], now)
+local k = num(h[9], ${Adaptive.PROBE_MIN_MILLIS})
+local ok = num(h[10], 0) / 1000
+local oks = num(h[11], now)
+local qr = num(h[12], 0) / 1000
+local qu = num(h[13], 0)
+local qrem = num(h[14], 0)
+local ceil = num(h[15], 0) / 1000
 
-/** Writes it back with a TTL that outlives every reservation and pause by the idle TTL. */
-const WRITE = (ttlArg: string) => `
-redis.call("HSET", KEYS[1], "tat", tostring(tat), "rate", tostring(rate), "epoch", tostring(epoch), "paused", tostring(paused), "shift", tostring(shift))
-redis.call("PEXPIRE", KEYS[1], math.ceil(math.max(tat, paused, now) - now) + tonumber(${ttlArg}))
-`
-
-/** The same arithmetic as `RateLimiterStore.reserveSlot`. ARGV: interval ("" = stored rate), burst, maxWait (-1 = none), initialRate, ttl. */
-const RESERVE = `${NOW}${READ}
-rate = rate or tonumber(ARGV[4])
-local interval = tonumber(ARGV[1]) or (1000 / rate)
-local burst = math.max(1, tonumber(ARGV[2]))
-local maxWait = tonumber(ARGV[3])
-local slot = math.max(now, tat - (burst - 1) * interval, paused)
-local wait = slot - now
-if maxWait >= 0 and wait > maxWait then
-  return {0, tostring(wait)}
+local function rateAt()
+  local r
+  if now < qu and qrem > 0 then
+    r = qr
+  else
+    if grown <= k then
+      local u = 1 - grown / k
+      r = wmax - (wmax - r0) * u * u * u
+    else
+      r = wmax * math.pow(2, math.min(30, (grown - k) / ${Adaptive.PROBE_DOUBLING_MILLIS}))
+    end
+    r = math.max(floorRate, r)
+  end
+  if ceil > 0 then r = math.min(r, ceil) end
+  return math.max(0.001, math.min(maxRate, r))
 end
-tat = math.max(tat, now, paused) + interval
-${WRITE("ARGV[5]")}
-return {1, tostring(slot), tostring(wait), tostring(interval), tostring(epoch), tostring(shift)}
-`
 
-/** ARGV: slot, shift at reservation, interval, ttl. */
-const RELEASE = `${NOW}${READ}
-if rate == nil then return 0 end
-if tonumber(ARGV[1]) + (shift - tonumber(ARGV[2])) >= now then
-  tat = math.max(now, tat - tonumber(ARGV[3]))
-  ${WRITE("ARGV[4]")}
-  return 1
-end
-return 0
-`
-
-const OWED = `
-local shift = tonumber(redis.call("HGET", KEYS[1], "shift")) or 0
-return tostring(math.max(0, shift - tonumber(ARGV[1])))
-`
-
-/** ARGV: initialRate, ttl. */
-const STATE = `${NOW}${READ}
-if rate == nil then
-  rate = tonumber(ARGV[1])
-  ${WRITE("ARGV[2]")}
-end
-return {tostring(rate), tostring(epoch), tostring(paused), tostring(now)}
-`
-
-/** ARGV: kind, epoch, rate, pauseMillis, ttl. */
-const ADJUST = `${NOW}${READ}
-rate = rate or tonumber(ARGV[3])
-local kind = ARGV[1]
 local function pause(ms)
-  local untilT = now + math.ceil(ms)
+  local untilT = now + math.ceil(math.min(math.max(0, ms), maxPause))
   if untilT > paused then
     local extra = untilT - math.max(now, paused)
     shift = shift + extra
@@ -83,32 +71,129 @@ local function pause(ms)
     paused = untilT
   end
 end
-if kind == "Decrease" then
-  if tonumber(ARGV[2]) ~= epoch then return 0 end
-  epoch = epoch + 1
-  rate = tonumber(ARGV[3])
-  if tonumber(ARGV[4]) > 0 then pause(tonumber(ARGV[4])) end
-elseif kind == "SetRate" then
-  rate = tonumber(ARGV[3])
-else
-  pause(tonumber(ARGV[4]))
+
+-- remaining and reset are -1 when not announced, ceiling 0
+local function applyQuota(remaining, reset, ceiling)
+  if ceiling > 0 then ceil = math.min(ceiling, maxRate) end
+  if remaining < 0 or reset < 0 then return end
+  reset = math.min(reset, maxPause)
+  if now >= qu or remaining > qrem then qu = now + reset else qu = math.min(qu, now + reset) end
+  qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
+  if remaining == 0 then
+    pause(qu - now)
+    qr = 0
+  else
+    qr = math.min(maxRate, remaining * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, qu - now))
+  end
 end
-${WRITE("ARGV[5]")}
-return 1
 `
 
-/** KEYS[1] is the success log (a sorted set of Redis times); ARGV: a unique member. */
-const RECORD_SUCCESS = `${NOW}
-redis.call("ZADD", KEYS[1], now, ARGV[1])
-redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - 10000)
-redis.call("PEXPIRE", KEYS[1], 10000)
-return 1
+/** Writes the state back with a TTL that outlives every reservation and pause by the idle TTL (ARGV[6]). */
+const WRITE = `
+redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
+  "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
+  "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000))
+redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
-const SUCCESSES_SINCE = `return redis.call("ZCOUNT", KEYS[1], ARGV[1], "+inf")`
+/** ARGV[7..9]: interval ("" = the adaptive rate), burst, maxWait (-1 = none). */
+const RESERVE = `${NOW}${READ}
+local adaptive = ARGV[7] == ""
+local interval = tonumber(ARGV[7]) or (1000 / rateAt())
+local burst = math.max(1, tonumber(ARGV[8]))
+local maxWait = tonumber(ARGV[9])
+local slot = math.max(now, tat - (burst - 1) * interval, paused)
+local wait = slot - now
+if maxWait >= 0 and wait > maxWait then
+  return {0, tostring(wait)}
+end
+tat = math.max(tat, now, paused) + interval
+if adaptive then
+  if wait > 0 and now >= paused then grown = grown + math.max(0, math.min(1000, now - last)) end
+  last = now
+end
+${WRITE}
+return {1, tostring(slot), tostring(wait), tostring(interval), tostring(epoch), tostring(shift)}
+`
+
+/** ARGV[7..9]: slot, shift at reservation, interval. */
+const RELEASE = `${NOW}${READ}
+if h[1] == false then return 0 end
+if tonumber(ARGV[7]) + (shift - tonumber(ARGV[8])) >= now then
+  tat = math.max(now, tat - tonumber(ARGV[9]))
+  ${WRITE}
+  return 1
+end
+return 0
+`
+
+/** ARGV[1]: shift at reservation. */
+const OWED = `
+local h = redis.call("HMGET", KEYS[1], "shift", "epoch")
+local shift = tonumber(h[1]) or 0
+return {tostring(math.max(0, shift - tonumber(ARGV[1]))), tostring(tonumber(h[2]) or 0)}
+`
+
+const STATE = `${NOW}${READ}
+return {tostring(rateAt()), tostring(epoch), tostring(paused), tostring(now)}
+`
+
+/**
+ * One adaptive decision. ARGV[7..12]: kind ("Success" | "RateLimited"), epoch, retryAfter ms
+ * (-1 = none), remaining (-1), reset ms (-1), ceiling per second (0).
+ */
+const FEEDBACK = `${NOW}${READ}
+local kind = ARGV[7]
+local remaining = tonumber(ARGV[10])
+local reset = tonumber(ARGV[11])
+local ceiling = tonumber(ARGV[12])
+local decreased = 0
+if kind == "Success" then
+  ok = ok + 1
+  if now - oks > ${Adaptive.MEMORY_MILLIS} then
+    ok = ok / 2
+    oks = now - (now - oks) / 2
+  end
+  applyQuota(remaining, reset, ceiling)
+else
+  local ra = tonumber(ARGV[9])
+  if ra >= 0 then pause(ra) end
+  applyQuota(remaining, reset, ceiling)
+  if tonumber(ARGV[8]) == epoch then
+    local current = rateAt()
+    local span = now - oks
+    local estimate
+    if span >= ${Adaptive.MIN_MEASURE_MILLIS} then
+      local measured = ok * 1000 / span
+      estimate = math.min(current, math.max(current / 2, math.sqrt(math.min(measured, current) * current)))
+    else
+      estimate = current * (1 - penalty)
+    end
+    local accepted = estimate
+    if math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + wmax) / 2 end
+    local nextRate = math.max(floorRate, accepted)
+    if math.abs(nextRate - wmax) <= 0.1 * wmax then k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * 2) else k = ${Adaptive.PROBE_MIN_MILLIS} end
+    wmax = nextRate
+    r0 = math.max(floorRate, nextRate * (1 - margin))
+    grown = 0
+    epoch = epoch + 1
+    ok = 0
+    oks = now
+    decreased = 1
+  end
+end
+${WRITE}
+return {decreased, tostring(rateAt())}
+`
 
 const TIME = `${NOW}
 return tostring(now)`
+
+/** Parameters for keys reserved at a fixed interval: the adaptive fields stay unused. */
+const FIXED: RateLimiterStore.AdaptiveParams = { maxRate: 1, floorRate: 1, margin: 0, penalty: 0, maxPauseMillis: 0 }
+
+/** Every duration written to Redis is at most a day: far inside its integer range. */
+const MAX_PAUSE = 86_400_000
 
 const storeError = (message: string, cause?: unknown) =>
   new RateLimiterStore.RateLimiterStoreError({ message, ...(cause !== undefined ? { cause } : {}) })
@@ -153,7 +238,7 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
     })
 
     // defineCommand sends each script once and then calls it by its SHA (EVALSHA), reloading it if Redis forgot it.
-    const scripts = { RESERVE, RELEASE, OWED, STATE, ADJUST, RECORD_SUCCESS, SUCCESSES_SINCE, TIME }
+    const scripts = { RESERVE, RELEASE, OWED, STATE, FEEDBACK, TIME }
     const names = new Map<string, string>()
     for (const [name, lua] of Object.entries(scripts)) {
       const command = `sluice_${name.toLowerCase()}`
@@ -168,20 +253,23 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
         Effect.timeoutFail({ duration: commandTimeout + 100, onTimeout: () => storeError("Redis did not answer in time") })
       )
     const stateKey = (key: string) => `${prefix}${key}:state`
-    const successKey = (key: string) => `${prefix}${key}:ok`
-    let member = 0
-    const tag = Math.random().toString(36).slice(2, 8)
+    /** The adaptive params every script reads first (ARGV[1..5]), and the idle TTL (ARGV[6]). */
+    const head = (params: RateLimiterStore.AdaptiveParams | undefined): Array<string | number> => {
+      const p = params ?? FIXED
+      return [p.maxRate, p.floorRate, p.margin, p.penalty, Math.min(Math.max(0, Math.ceil(p.maxPauseMillis)), MAX_PAUSE), ttl]
+    }
+    const finite = (n: number | undefined, none: number) =>
+      n === undefined || !Number.isFinite(n) || n < 0 ? none : Math.min(Math.ceil(n), MAX_PAUSE)
 
     const remote: Store = {
       now: Effect.map(script<string>(TIME, [], []), Number),
       reserve: (key, o) =>
         Effect.map(
           script<Array<string | number>>(RESERVE, [stateKey(key)], [
+            ...head(o.adaptive),
             o.intervalMillis === undefined ? "" : String(o.intervalMillis),
             o.burst,
-            Number.isFinite(o.maxWaitMillis) ? o.maxWaitMillis : -1,
-            o.initialRate ?? 1,
-            ttl
+            Number.isFinite(o.maxWaitMillis) ? Math.ceil(o.maxWaitMillis) : -1
           ]),
           (r): RateLimiterStore.Reservation | RateLimiterStore.Rejection =>
             Number(r[0]) === 0
@@ -195,28 +283,34 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
                 shift: Number(r[5])
               }
         ),
-      release: (key, r) => Effect.asVoid(script(RELEASE, [stateKey(key)], [r.slot, r.shift, r.intervalMillis, ttl])),
-      owed: (key, r) => Effect.map(script<string>(OWED, [stateKey(key)], [r.shift]), Number),
-      adaptiveState: (key, initialRate) =>
-        Effect.map(script<Array<string>>(STATE, [stateKey(key)], [initialRate, ttl]), (r) => ({
+      release: (key, r) =>
+        Effect.asVoid(script(RELEASE, [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis])),
+      owed: (key, r) =>
+        Effect.map(script<Array<string>>(OWED, [stateKey(key)], [r.shift]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
+      adaptiveState: (key, params) =>
+        Effect.map(script<Array<string>>(STATE, [stateKey(key)], head(params)), (r) => ({
           rate: Number(r[0]),
           epoch: Number(r[1]),
           pausedUntil: Number(r[2]),
           now: Number(r[3])
         })),
-      adjust: (key, a) =>
+      feedback: (key, f, params) =>
         Effect.map(
-          script<number>(ADJUST, [stateKey(key)], [
-            a._tag,
-            a._tag === "Decrease" ? a.epoch : -1,
-            a._tag === "Pause" ? 1 : a.rate,
-            a._tag === "SetRate" ? 0 : a.pauseMillis,
-            ttl
+          script<Array<string | number>>(FEEDBACK, [stateKey(key)], [
+            ...head(params),
+            f._tag,
+            f._tag === "RateLimited" ? f.epoch : -1,
+            f._tag === "RateLimited" ? finite(f.retryAfterMillis, -1) : -1,
+            f.quota?.remaining !== undefined && f.quota.remaining >= 0
+              ? Math.floor(Math.min(f.quota.remaining, Adaptive.MAX_REMAINING))
+              : -1,
+            finite(f.quota?.resetMillis, -1),
+            f.quota?.ceilingPerSecond !== undefined && f.quota.ceilingPerSecond > 0
+              ? Math.min(f.quota.ceilingPerSecond, params.maxRate)
+              : 0
           ]),
-          (r) => Number(r) === 1
-        ),
-      recordSuccess: (key) => Effect.asVoid(script(RECORD_SUCCESS, [successKey(key)], [`${tag}:${member++}`])),
-      successesSince: (key, since) => Effect.map(script<number>(SUCCESSES_SINCE, [successKey(key)], [since]), Number)
+          (r) => ({ decreased: Number(r[0]) === 1, rate: Number(r[1]) })
+        )
     }
 
     const policy = options.onUnavailable ?? "fail"
@@ -224,6 +318,12 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
     // Fallback: a local store at 1/N of the rate while Redis is away; every call tries Redis first.
     const n = Math.max(1, policy.processes)
     const local = yield* RateLimiterStore.makeMemory
+    // This process's share of an adaptive limiter while it limits alone.
+    const share = (p: RateLimiterStore.AdaptiveParams): RateLimiterStore.AdaptiveParams => ({
+      ...p,
+      maxRate: p.maxRate / n,
+      floorRate: p.floorRate / n
+    })
     let warned = false
     const fallback = <A>(remoteOp: Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>, localOp: Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>) =>
       Effect.catchAll(remoteOp, (e) =>
@@ -240,14 +340,12 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
             ...o,
             intervalMillis: o.intervalMillis === undefined ? undefined : o.intervalMillis * n,
             burst: Math.max(1, Math.floor(o.burst / n)),
-            initialRate: (o.initialRate ?? 1) / n
+            adaptive: o.adaptive === undefined ? undefined : share(o.adaptive)
           })
         ),
       release: (key, r) => fallback(remote.release(key, r), local.release(key, r)),
       owed: (key, r) => fallback(remote.owed(key, r), local.owed(key, r)),
-      adaptiveState: (key, initialRate) => fallback(remote.adaptiveState(key, initialRate), local.adaptiveState(key, initialRate / n)),
-      adjust: (key, a) => fallback(remote.adjust(key, a), local.adjust(key, a)),
-      recordSuccess: (key) => fallback(remote.recordSuccess(key), local.recordSuccess(key)),
-      successesSince: (key, since) => fallback(remote.successesSince(key, since), local.successesSince(key, since))
+      adaptiveState: (key, params) => fallback(remote.adaptiveState(key, params), local.adaptiveState(key, share(params))),
+      feedback: (key, f, params) => fallback(remote.feedback(key, f, params), local.feedback(key, f, share(params)))
     } satisfies Store
   })

@@ -1,0 +1,211 @@
+/**
+ * The adaptive limiter's decisions, as pure steps on one key's shared state.
+ * The memory store runs them as written; `@sluice/redis` runs the same steps
+ * in Lua, one script per decision, on Redis time. Keep the two in step: the
+ * shared tests run both against the same scenarios.
+ *
+ * What it learns, and from what:
+ *
+ * - **The capacity, at each 429.** Successes are counted over a memory of
+ *   5 to 10 s (the count halves with its span). The rate accepted over that
+ *   span is a lower bound of the server's capacity (low when we sent below it
+ *   for most of the span, or waited out pauses the server did not bank); the
+ *   rate that met the 429 is an upper bound (high when a burst hid the
+ *   overshoot for a while). Their geometric mean is the estimate, at most a
+ *   halving; a span under a second says nothing, and then the rate drops by
+ *   `penalty`. Whatever the server's algorithm (token bucket of any burst,
+ *   fixed or sliding window), no assumption about its burst is made. An
+ *   estimate near the last one (the same capacity, seen again) is averaged
+ *   with it; one far from it (a step) is taken as it is.
+ * - **Hold, then probe rarely.** After a decrease the rate is
+ *   `(1 − margin)` × the estimate and rises back to it along a cubic (fast
+ *   at first, flat near it) over `k`; only after `k` does it probe above,
+ *   doubling every 2 s until the next 429. A 429 that finds the same
+ *   capacity again (within 10 %) doubles `k` (up to 20 s); a different one
+ *   resets it to 3 s, so a step up or down is followed fast and a held rate
+ *   is probed rarely. Time on that curve passes only while callers queue for
+ *   permits and the limiter is not paused: no growth while idle.
+ * - **One decrease per congestion event**: a 429 for a permit of an older
+ *   epoch changes nothing but the pause.
+ * - **`Retry-After` pauses every caller** sharing the key, whatever the
+ *   epoch, for at most `maxPause`.
+ * - **Quota headers pace before any 429**: a policy's `q / w` caps the rate;
+ *   remaining permits are spread over the time to the reset (the earliest
+ *   reset announced for the window); none left pauses until the reset.
+ */
+import type { Quota } from "../RateLimitHeaders.js"
+
+/** One key's adaptive state, as the store keeps it. Times are store milliseconds. */
+export interface State {
+  /** GCRA theoretical arrival time of the next permit. */
+  tat: number
+  pausedUntil: number
+  /** Total pause time added to the schedule so far. */
+  shift: number
+  /** Congestion events so far. */
+  epoch: number
+  /** The accepted rate measured at the last congestion event (per second). */
+  wmax: number
+  /** The rate right after the last decrease. */
+  r0: number
+  /** Milliseconds of demand since the last decrease: the position on the curve. */
+  grown: number
+  /** Time of the last reservation. */
+  lastAt: number
+  /** Milliseconds the rise from `r0` to `wmax` takes. */
+  k: number
+  /** Successes counted since `okSince` (halved, with its span, past 10 s). */
+  okCount: number
+  okSince: number
+  /** Header pace: at most `qRate` per second until `qUntil`. */
+  qRate: number
+  qUntil: number
+  qRemaining: number
+  /** A policy's rate ceiling per second; 0 for none. */
+  ceiling: number
+}
+
+export interface Params {
+  /** The most the limiter ever sends, per second. */
+  readonly maxRate: number
+  readonly floorRate: number
+  /** How far below the accepted rate to hold. */
+  readonly margin: number
+  /** Decrease when there is no measurement. */
+  readonly penalty: number
+  /** The longest pause a `Retry-After` or a reset may cause. */
+  readonly maxPauseMillis: number
+}
+
+/** A remaining count beyond this is as good as unbounded (and stays an exact integer everywhere). */
+export const MAX_REMAINING = 1_000_000_000
+
+export const PROBE_MIN_MILLIS = 3_000
+export const PROBE_MAX_MILLIS = 20_000
+/** Above the accepted rate, the probe doubles the rate this often. */
+export const PROBE_DOUBLING_MILLIS = 2_000
+/** Successes are remembered for 5 to 10 s. */
+export const MEMORY_MILLIS = 10_000
+/** A shorter span says nothing about the accepted rate. */
+export const MIN_MEASURE_MILLIS = 1_000
+/** A pace never spreads over less than this: the reset may be the next moment. */
+export const MIN_PACE_SPAN_MILLIS = 50
+
+export const initial = (now: number, params: Params): State => ({
+  tat: 0,
+  pausedUntil: 0,
+  shift: 0,
+  epoch: 0,
+  wmax: params.maxRate,
+  r0: params.maxRate,
+  grown: 0,
+  lastAt: now,
+  k: PROBE_MIN_MILLIS,
+  okCount: 0,
+  okSince: now,
+  qRate: 0,
+  qUntil: 0,
+  qRemaining: 0,
+  ceiling: 0
+})
+
+/** The rate (per second) a reservation made now uses. */
+export const rateAt = (s: State, now: number, p: Params): number => {
+  let r: number
+  // At zero remaining the pause holds everyone until the reset; the pace is for what is left.
+  if (now < s.qUntil && s.qRemaining > 0) {
+    r = s.qRate
+  } else {
+    if (s.grown <= s.k) {
+      const u = 1 - s.grown / s.k
+      r = s.wmax - (s.wmax - s.r0) * u * u * u
+    } else {
+      r = s.wmax * Math.pow(2, Math.min(30, (s.grown - s.k) / PROBE_DOUBLING_MILLIS))
+    }
+    r = Math.max(p.floorRate, r)
+  }
+  if (s.ceiling > 0) r = Math.min(r, s.ceiling)
+  return Math.max(1e-3, Math.min(p.maxRate, r))
+}
+
+/** Time on the curve passes only while callers queue (the slot is in the future) and nothing pauses. */
+export const noteReservation = (s: State, now: number, waited: boolean): void => {
+  if (waited && now >= s.pausedUntil) s.grown += Math.max(0, Math.min(1_000, now - s.lastAt))
+  s.lastAt = now
+}
+
+/** Nobody is admitted before `now + millis` (at most `maxPause`); queued reservations move back. */
+export const pause = (s: State, now: number, millis: number, p: Params): void => {
+  const until = now + Math.ceil(Math.min(Math.max(0, millis), p.maxPauseMillis))
+  if (until > s.pausedUntil) {
+    const extra = until - Math.max(now, s.pausedUntil)
+    s.shift += extra
+    s.tat = Math.max(s.tat, now) + extra
+    s.pausedUntil = until
+  }
+}
+
+/** What the headers announce: a ceiling, a pace over the time to the reset, or a pause at zero. */
+export const applyQuota = (s: State, now: number, q: Quota, p: Params): void => {
+  if (q.ceilingPerSecond !== undefined && q.ceilingPerSecond > 0) s.ceiling = Math.min(q.ceilingPerSecond, p.maxRate)
+  if (q.remaining === undefined || q.resetMillis === undefined) return
+  const reset = Math.min(q.resetMillis, p.maxPauseMillis)
+  // A new window (the old one ended, or more is left than before) takes its reset; within a window
+  // the earliest reset announced is the closest to the truth (servers round it up).
+  if (now >= s.qUntil || q.remaining > s.qRemaining) s.qUntil = now + reset
+  else s.qUntil = Math.min(s.qUntil, now + reset)
+  s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
+  if (q.remaining === 0) {
+    pause(s, now, s.qUntil - now, p)
+    s.qRate = 0
+  } else {
+    s.qRate = Math.min(p.maxRate, (q.remaining * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qUntil - now))
+  }
+}
+
+export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params): void => {
+  s.okCount += 1
+  if (now - s.okSince > MEMORY_MILLIS) {
+    s.okCount /= 2
+    s.okSince = now - (now - s.okSince) / 2
+  }
+  if (quota !== undefined) applyQuota(s, now, quota, p)
+}
+
+/**
+ * A 429. The pause applies whatever the permit's epoch; the decrease only
+ * for the current epoch. Returns whether it decreased.
+ */
+export const onRateLimited = (
+  s: State,
+  now: number,
+  epoch: number,
+  retryAfterMillis: number | undefined,
+  quota: Quota | undefined,
+  p: Params
+): boolean => {
+  if (retryAfterMillis !== undefined) pause(s, now, retryAfterMillis, p)
+  if (quota !== undefined) applyQuota(s, now, quota, p)
+  if (epoch !== s.epoch) return false
+  const current = rateAt(s, now, p)
+  const span = now - s.okSince
+  // The capacity lies between what was accepted over the span (low when we sent below it for most
+  // of the span, or waited out pauses a server did not bank) and the rate that met the 429 (high
+  // when a burst hid the overshoot for a while): take their geometric mean, at most a halving.
+  const measured = (s.okCount * 1000) / span
+  const estimate = span >= MIN_MEASURE_MILLIS
+    ? Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
+    : current * (1 - p.penalty)
+  // One estimate errs either way; near the last one (the same capacity, seen again) they are
+  // averaged, far from it (a step) the new one is taken as it is.
+  const accepted = Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + s.wmax) / 2 : estimate
+  const next = Math.max(p.floorRate, accepted)
+  s.k = Math.abs(next - s.wmax) <= 0.1 * s.wmax ? Math.min(PROBE_MAX_MILLIS, s.k * 2) : PROBE_MIN_MILLIS
+  s.wmax = next
+  s.r0 = Math.max(p.floorRate, next * (1 - p.margin))
+  s.grown = 0
+  s.epoch += 1
+  s.okCount = 0
+  s.okSince = now
+  return true
+}

@@ -1,0 +1,175 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import { RateLimiter, RateLimiterStore } from "../src/index.js"
+import { fixedWindow, judge, type Shape, simulate, slidingWindow, tokenBucket } from "./quotaSim.js"
+
+const LIMIT = 200
+const params: RateLimiterStore.AdaptiveParams = {
+  maxRate: LIMIT,
+  floorRate: LIMIT * 0.01,
+  margin: 0.05,
+  penalty: 0.3,
+  maxPauseMillis: 60_000
+}
+
+const build = (options: Partial<RateLimiter.AdaptiveOptions> = {}) =>
+  Effect.gen(function*() {
+    const store = yield* RateLimiterStore.makeMemory
+    const limiter = yield* RateLimiter.makeAdaptive({ limit: LIMIT, window: "1 second", maxWait: Duration.infinity, ...options }).pipe(
+      Effect.provideService(RateLimiterStore.RateLimiterStore, store)
+    )
+    return { store, limiter }
+  })
+
+const rateLimited = (seconds?: number, headers: Record<string, string> = {}): RateLimiter.Outcome => ({
+  _tag: "RateLimited",
+  retryAfter: seconds === undefined ? Option.none() : Option.some(Duration.seconds(seconds)),
+  headers
+})
+
+/** Lets forked fibers run up to their next wait. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+const acquiredAt = (limiter: RateLimiter.Service) => Effect.zipRight(limiter.acquire, TestClock.currentTimeMillis)
+
+describe("adaptive: the defects of the first limiter", () => {
+  it.effect("a 429's Retry-After pauses every caller, whatever epoch its permit came from", () =>
+    Effect.gen(function*() {
+      const { limiter } = yield* build()
+      const old = yield* limiter.acquire
+      yield* TestClock.adjust("1 second")
+      const other = yield* limiter.acquire
+      yield* TestClock.adjust("1 second")
+      yield* limiter.report(other, rateLimited()) // the congestion event: a decrease, no pause
+      // the older permit's 429 comes later and says "2 s": everyone waits 2 s
+      yield* limiter.report(old, rateLimited(2))
+      const at = yield* Effect.fork(acquiredAt(limiter))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Fiber.join(at)).toBeGreaterThanOrEqual(4_000)
+    }))
+
+  it.effect("growth compounds from the store's current rate while callers queue, and stops while idle", () =>
+    Effect.gen(function*() {
+      const { limiter, store } = yield* build()
+      // three congestion events with nothing accepted in between bring the rate well down
+      for (let i = 0; i < 3; i++) {
+        const p = yield* limiter.acquire
+        yield* TestClock.adjust("2 seconds")
+        yield* limiter.report(p, rateLimited())
+      }
+      const after = (yield* store.adaptiveState("sluice", params)).rate
+      expect(after).toBeLessThan(LIMIT / 4)
+      // nobody asks for 30 s: the rate does not move
+      yield* TestClock.adjust("30 seconds")
+      expect((yield* store.adaptiveState("sluice", params)).rate).toBe(after)
+      // ten callers queue for 15 s: the rate climbs back past where it was, and keeps climbing
+      const callers = yield* Effect.fork(Effect.all(Array.from({ length: 10 }, () => Effect.forever(limiter.acquire)), { concurrency: "unbounded" }))
+      const seen: Array<number> = []
+      for (let i = 0; i < 15; i++) {
+        yield* TestClock.adjust("1 second")
+        seen.push((yield* store.adaptiveState("sluice", params)).rate)
+      }
+      yield* Fiber.interrupt(callers)
+      expect(seen[seen.length - 1]!).toBeGreaterThan(after * 2)
+      for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThanOrEqual(seen[i - 1]!)
+    }))
+
+  it.effect("quota headers pace before any 429: what is left is spread over the time to the reset, and zero pauses until it", () =>
+    Effect.gen(function*() {
+      const { limiter } = yield* build()
+      const p = yield* limiter.acquire
+      yield* limiter.report(p, { _tag: "Success", headers: { ratelimit: "limit=20, remaining=10, reset=2", "ratelimit-policy": "20;w=2" } })
+      const times = yield* Effect.fork(Effect.forEach(Array.from({ length: 10 }), () => acquiredAt(limiter)))
+      yield* settle
+      yield* TestClock.adjust("3 seconds")
+      const at = yield* Fiber.join(times)
+      // ten permits over the two seconds to the reset: 200 ms apart, not all at once
+      expect(at[9]! - at[0]!).toBeGreaterThanOrEqual(1_700)
+      const q = yield* limiter.acquire
+      yield* limiter.report(q, { _tag: "Success", headers: { "x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "4" } })
+      const start = yield* TestClock.currentTimeMillis
+      const next = yield* Effect.fork(acquiredAt(limiter))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      const waited = (yield* Fiber.join(next)) - start
+      expect(waited).toBeGreaterThanOrEqual(4_000)
+      expect(waited).toBeLessThan(4_500)
+    }))
+
+  it.effect("a pause is bounded by maxPause: a Retry-After of year 9999 pauses one minute, not forever", () =>
+    Effect.gen(function*() {
+      const { limiter, store } = yield* build({ maxWait: "2 minutes" })
+      const p = yield* limiter.acquire
+      const farFuture = Duration.millis(Date.parse("9999-12-31T23:59:59Z"))
+      yield* limiter.report(p, { _tag: "RateLimited", retryAfter: Option.some(farFuture), headers: {} })
+      const q = yield* limiter.acquire.pipe(Effect.fork)
+      yield* settle
+      yield* TestClock.adjust("61 seconds")
+      const permit = yield* Fiber.join(q)
+      expect(permit.epoch).toBeGreaterThanOrEqual(0)
+      const state = yield* store.adaptiveState("sluice", params)
+      expect(state.pausedUntil).toBeLessThanOrEqual(60_000 + 1)
+      // Number.MAX_SAFE_INTEGER seconds too
+      yield* limiter.report(permit, rateLimited(Number.MAX_SAFE_INTEGER))
+      const s2 = yield* store.adaptiveState("sluice", params)
+      expect(s2.pausedUntil - s2.now).toBeLessThanOrEqual(60_000)
+    }))
+
+  it.effect("a negative X-RateLimit-Remaining is malformed, not spent", () =>
+    Effect.gen(function*() {
+      const { limiter } = yield* build()
+      const p = yield* limiter.acquire
+      yield* limiter.report(p, { _tag: "Success", headers: { "x-ratelimit-remaining": "-1", "x-ratelimit-reset": "30" } })
+      const at = yield* Effect.fork(acquiredAt(limiter))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(at)).toBeLessThan(100)
+    }))
+})
+
+/**
+ * The server shapes users meet, each against the limiter in a closed loop
+ * (10 workers, 20 ms answers, `Retry-After` honoured by the worker as
+ * `Retry` would). The floors are what this algorithm reaches today, so any
+ * regression fails; where a floor is under the issue's target (≥ 90 %
+ * goodput, ≥ 95 % with quota headers), BENCHMARKS.md says so.
+ */
+describe("adaptive: simulated servers (TestClock)", () => {
+  const cells: ReadonlyArray<{
+    readonly name: string
+    readonly shape: () => Shape
+    readonly seconds: number
+    readonly from: number
+    readonly goodput: number
+    readonly share429: number
+    readonly idle?: { readonly from: number; readonly to: number }
+  }> = [
+    { name: "token bucket, burst one second", shape: () => tokenBucket(() => 20, (r) => r), seconds: 40, from: 5, goodput: 0.9, share429: 0.05 },
+    { name: "token bucket, burst 5", shape: () => tokenBucket(() => 20, () => 5), seconds: 40, from: 5, goodput: 0.78, share429: 0.05 },
+    { name: "token bucket, burst 1", shape: () => tokenBucket(() => 20, () => 1), seconds: 40, from: 5, goodput: 0.7, share429: 0.05 },
+    { name: "fixed window 1 s (express)", shape: () => fixedWindow(20, 1000), seconds: 40, from: 5, goodput: 0.7, share429: 0.05 },
+    { name: "fixed window 10 s (express)", shape: () => fixedWindow(200, 10_000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
+    { name: "fixed window 1 s with draft-7 headers", shape: () => fixedWindow(20, 1000, { headers: true }), seconds: 40, from: 5, goodput: 0.9, share429: 0.01 },
+    { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.7, share429: 0.05 },
+    { name: "bare 429 (no Retry-After)", shape: () => tokenBucket(() => 20, (r) => r, "none"), seconds: 40, from: 5, goodput: 0.9, share429: 0.05 },
+    { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.8, share429: 0.1 },
+    { name: "step up 10 → 40 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 10 : 40), (r) => r), seconds: 45, from: 23, goodput: 0.8, share429: 0.05 },
+    { name: "idle 25 s, then full demand", shape: () => tokenBucket(() => 20, (r) => r), seconds: 50, from: 35, goodput: 0.9, share429: 0.05, idle: { from: 5, to: 30 } }
+  ]
+  for (const c of cells) {
+    it.effect(c.name, () =>
+      Effect.gen(function*() {
+        const shape = c.shape()
+        const { limiter } = yield* build()
+        const log = yield* simulate(limiter, shape, { seconds: c.seconds, ...(c.idle ? { idle: c.idle } : {}) })
+        const j = judge(shape, log, c.from, c.seconds)
+        assert(j.goodput >= c.goodput, `goodput ${(100 * j.goodput).toFixed(1)} % < ${100 * c.goodput} %`)
+        assert(j.share429 <= c.share429, `429 share ${(100 * j.share429).toFixed(1)} % > ${100 * c.share429} %`)
+      }), 60_000)
+  }
+})
