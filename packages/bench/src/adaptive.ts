@@ -1,17 +1,21 @@
 /**
- * Scenario 2: adapting to a hidden capacity. Three clients, each with 10
- * workers and demand far above capacity, each against its own TestServer
- * with a hidden token-bucket capacity, run side by side:
+ * Scenario 2: adapting to a hidden capacity, over a matrix of the server
+ * shapes users meet. In each cell four clients run side by side, each with
+ * 10 workers and demand far above capacity, each against its own
+ * `TestServer` of that shape, over real HTTP:
  *
  * - sluice `RateLimiter.layerAdaptive` (limit 200/s, far above capacity);
- * - stkai's AIMD, reimplemented from its documentation as the baseline:
- *   a token bucket whose rate drops by `penalty` (0.3) on **every** 429 and
+ *   a worker waits out a 429's `Retry-After` as `Retry` would;
+ * - stkai's AIMD, reimplemented from its documentation as the baseline: a
+ *   token bucket whose rate drops by `penalty` (0.3) on **every** 429 and
  *   grows additively on success (`recovery` × max per second), floored at
  *   `floor` × max; a 429 is retried after 0.9 × `Retry-After`;
- * - Effect's own `RateLimiter` (token bucket) set by hand to the initial
- *   capacity: it cannot adapt.
- *
- * Runs: steady (20 req/s for `steadySeconds`) and step down (100 → 10 req/s).
+ * - AWS SDK's adaptive limiter: CUBIC, re-implemented here from
+ *   smithy-typescript's `DefaultRateLimiter` (β 0.7, scale 0.4, the sending
+ *   rate measured in half-second buckets smoothed by 0.8; throttling enabled
+ *   at the first 429), waiting out `Retry-After` as the SDK's retry does;
+ * - the oracle: a fixed token bucket (burst 1) set by hand to the true
+ *   initial capacity; it cannot follow a change.
  */
 import { ApiClient, RateLimiter as SluiceRateLimiter, RateLimiterStore } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
@@ -22,7 +26,6 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as EffectRateLimiter from "effect/RateLimiter"
 import type * as Scope from "effect/Scope"
 
 interface Contender {
@@ -33,31 +36,40 @@ interface Contender {
 
 const WORKERS = 10
 
-const apiClient = (url: string, extra: Layer.Layer<never, never, never> | Layer.Layer<SluiceRateLimiter.RateLimiter>) =>
+const apiClient = <A>(url: string, extra: Layer.Layer<A, never, never>) =>
   Effect.map(
     Layer.build(
       ApiClient.layer({ baseUrl: url }).pipe(
-        Layer.provide(extra as Layer.Layer<SluiceRateLimiter.RateLimiter>),
+        Layer.provide(extra),
         Layer.provide(NodeTransport.layer({ connections: WORKERS }))
       )
     ),
     (ctx) => Context.get(ctx, ApiClient.ApiClient)
   ).pipe(Effect.orDie)
 
+const waitOut = (e: { readonly _tag: string; readonly retryAfter?: Option.Option<Duration.Duration> }, factor = 1) =>
+  e._tag === "ServerSideRateLimitError"
+    ? Effect.sleep(Duration.millis(Math.min(60_000, Duration.toMillis(Option.getOrElse(e.retryAfter ?? Option.none(), () => Duration.millis(100)))) * factor))
+    : Effect.void
+
 const sluice: Contender = {
   name: "sluice adaptive",
   build: (url) =>
     Effect.map(
-      apiClient(url, SluiceRateLimiter.layerAdaptive({ limit: 200, window: "1 second", maxWait: Duration.infinity }).pipe(
-        Layer.provide(RateLimiterStore.layerMemory)
-      )),
-      (api) => Effect.ignore(api.post("/api"))
+      apiClient(
+        url,
+        SluiceRateLimiter.layerAdaptive({ limit: 200, window: "1 second", maxWait: Duration.infinity }).pipe(
+          Layer.provide(RateLimiterStore.layerMemory)
+        )
+      ),
+      // The limiter pauses everyone on a Retry-After; the worker waits it out too, as Retry would.
+      (api) => Effect.catchAll(Effect.asVoid(api.post("/api")), (e) => waitOut(e))
     )
 }
 
 /** stkai's AdaptiveRateLimitedHttpClient + Retrying, as documented, on a token bucket we keep here. */
 const stkai: Contender = {
-  name: "stkai AIMD (baseline)",
+  name: "stkai AIMD",
   build: (url) =>
     Effect.gen(function*() {
       const api = yield* apiClient(url, Layer.empty)
@@ -80,33 +92,177 @@ const stkai: Contender = {
           rate = Math.min(max, rate + (recovery * max) / Math.max(1, rate))
           return
         }
-        const e = result.left
-        if (e._tag === "ServerSideRateLimitError") {
+        if (result.left._tag === "ServerSideRateLimitError") {
           rate = Math.max(floor, rate * (1 - penalty))
           // stkai's Retrying waits 0.9 × Retry-After, and ignores values over 60 s
-          const ra = Option.getOrElse(e.retryAfter, () => Duration.seconds(1))
-          yield* Effect.sleep(Duration.millis(Math.min(60_000, Duration.toMillis(ra)) * 0.9))
+          yield* waitOut(result.left, 0.9)
         }
       })
     })
 }
 
-const effectLimiter: Contender = {
-  name: "effect RateLimiter (fixed by hand)",
-  build: (url, capacity) =>
+/**
+ * AWS SDK's adaptive retry mode: CUBIC on a client-side token bucket,
+ * written here from smithy-typescript's `DefaultRateLimiter`.
+ */
+const awsCubic: Contender = {
+  name: "AWS SDK CUBIC",
+  build: (url) =>
     Effect.gen(function*() {
       const api = yield* apiClient(url, Layer.empty)
-      const limit = yield* EffectRateLimiter.make({ limit: capacity, interval: "1 second", algorithm: "token-bucket" })
-      return Effect.ignore(limit(api.post("/api")))
+      const beta = 0.7
+      const scale = 0.4
+      const smooth = 0.8
+      const seconds = () => Date.now() / 1000
+      let enabled = false
+      let fillRate = 0.5
+      let maxCapacity = 1
+      let capacity = 0
+      let lastRefill = 0
+      let lastMaxRate = 0
+      let lastThrottle = seconds()
+      let timeWindow = 0
+      let measured = 0
+      let count = 0
+      let bucket = Math.floor(seconds() * 2) / 2
+      const refill = () => {
+        const t = seconds()
+        if (lastRefill === 0) {
+          lastRefill = t
+          return
+        }
+        capacity = Math.min(maxCapacity, capacity + (t - lastRefill) * fillRate)
+        lastRefill = t
+      }
+      const acquire = Effect.suspend(() => {
+        if (!enabled) return Effect.void
+        refill()
+        const wait = capacity >= 1 ? 0 : ((1 - capacity) / fillRate) * 1000
+        capacity -= 1
+        return wait > 0 ? Effect.sleep(Duration.millis(wait)) : Effect.void
+      })
+      const measure = () => {
+        const t = seconds()
+        const b = Math.floor(t * 2) / 2
+        count++
+        if (b > bucket) {
+          measured = (count / (b - bucket)) * smooth + measured * (1 - smooth)
+          count = 0
+          bucket = b
+        }
+      }
+      const update = (throttled: boolean) => {
+        measure()
+        let rate: number
+        if (throttled) {
+          const use = enabled ? Math.min(measured, fillRate) : measured
+          lastMaxRate = use
+          timeWindow = Math.cbrt((lastMaxRate * (1 - beta)) / scale)
+          lastThrottle = seconds()
+          rate = use * beta
+          enabled = true
+        } else {
+          timeWindow = Math.cbrt((lastMaxRate * (1 - beta)) / scale)
+          rate = scale * Math.pow(seconds() - lastThrottle - timeWindow, 3) + lastMaxRate
+        }
+        rate = Math.min(rate, 2 * measured)
+        refill()
+        fillRate = Math.max(rate, 0.5)
+        maxCapacity = Math.max(rate, 1)
+        capacity = Math.min(capacity, maxCapacity)
+      }
+      return Effect.gen(function*() {
+        yield* acquire
+        const result = yield* Effect.either(api.post("/api"))
+        update(result._tag === "Left" && result.left._tag === "ServerSideRateLimitError")
+        if (result._tag === "Left") yield* waitOut(result.left)
+      })
     })
 }
 
-export interface Outcome {
-  readonly name: string
-  readonly goodput: number
-  readonly share429: number
-  readonly convergedAfter: number | undefined
+const oracle: Contender = {
+  name: "fixed bucket at capacity (oracle)",
+  build: (url, capacity) =>
+    Effect.map(
+      apiClient(
+        url,
+        SluiceRateLimiter.layerTokenBucket({ limit: capacity, window: "1 second", burst: 1, maxWait: Duration.infinity }).pipe(
+          Layer.provide(RateLimiterStore.layerMemory)
+        )
+      ),
+      (api) => Effect.catchAll(Effect.asVoid(api.post("/api")), (e) => waitOut(e))
+    )
 }
+
+export const contenders: ReadonlyArray<Contender> = [sluice, stkai, awsCubic, oracle]
+
+export interface Cell {
+  readonly name: string
+  readonly capacity: TestServer.Capacity
+  /** Capacity changes: at `at` seconds, the new capacity. */
+  readonly steps?: ReadonlyArray<{ readonly at: number; readonly capacity: TestServer.Capacity }>
+  readonly seconds: number
+  /** Measured from this second. */
+  readonly from: number
+  /** No demand between these seconds. */
+  readonly idle?: { readonly from: number; readonly to: number }
+  readonly targets: { readonly goodput: number; readonly share429: number }
+}
+
+const bucket = (rate: number, burst?: number, extra: Partial<TestServer.Capacity> = {}): TestServer.Capacity => ({
+  rate,
+  ...(burst !== undefined ? { burst } : {}),
+  ...extra
+})
+const express = (limit: number, windowSeconds: number, extra: Partial<TestServer.Capacity> = {}): TestServer.Capacity => ({
+  algorithm: "fixed-window",
+  rate: limit / windowSeconds,
+  burst: limit,
+  window: Duration.seconds(windowSeconds),
+  windowStart: "first-request",
+  ...extra
+})
+
+const STEADY = { goodput: 0.9, share429: 0.05 }
+const HEADERS = { goodput: 0.95, share429: 0.01 }
+
+export const cells = (seconds: number): ReadonlyArray<Cell> => [
+  { name: "token bucket 20/s, burst 1", capacity: bucket(20, 1), seconds, from: 5, targets: STEADY },
+  { name: "token bucket 20/s, burst 5", capacity: bucket(20, 5), seconds, from: 5, targets: STEADY },
+  { name: "token bucket 20/s, burst 1 s", capacity: bucket(20), seconds, from: 5, targets: STEADY },
+  { name: "fixed window 20 / 1 s (express)", capacity: express(20, 1), seconds, from: 5, targets: STEADY },
+  { name: "fixed window 200 / 10 s (express)", capacity: express(200, 10), seconds, from: 5, targets: STEADY },
+  { name: "sliding window 20 / 1 s", capacity: { algorithm: "sliding-window", rate: 20, window: "1 second" }, seconds, from: 5, targets: STEADY },
+  { name: "bare 429 (bucket 20/s, no Retry-After)", capacity: bucket(20, undefined, { retryAfter: "none" }), seconds, from: 5, targets: STEADY },
+  { name: "headers draft-7 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-7" }), seconds, from: 5, targets: HEADERS },
+  { name: "headers draft-8 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-8" }), seconds, from: 5, targets: HEADERS },
+  { name: "headers X-RateLimit epoch (express 20 / 1 s)", capacity: express(20, 1, { headers: "x-epoch" }), seconds, from: 5, targets: HEADERS },
+  { name: "headers OpenAI (bucket 20/s)", capacity: bucket(20, undefined, { headers: "openai" }), seconds, from: 5, targets: HEADERS },
+  {
+    name: "step down 100 → 10 at 15 s",
+    capacity: bucket(100),
+    steps: [{ at: 15, capacity: bucket(10) }],
+    seconds: 15 + seconds,
+    from: 19,
+    targets: { goodput: 0.85, share429: 0.1 }
+  },
+  {
+    name: "step up 10 → 40 at 15 s",
+    capacity: bucket(10),
+    steps: [{ at: 15, capacity: bucket(40) }],
+    seconds: 15 + seconds,
+    from: 23,
+    targets: { goodput: 0.8, share429: 0.05 }
+  },
+  {
+    name: "idle 20 s, then full demand",
+    capacity: bucket(20),
+    idle: { from: 5, to: 25 },
+    seconds: 25 + seconds,
+    from: 30,
+    targets: STEADY
+  }
+]
 
 interface Sample {
   readonly t: number
@@ -123,77 +279,61 @@ const judge = (samples: ReadonlyArray<Sample>, from: number, to: number) => {
   return { goodput: capacity > 0 ? ok / capacity : 0, share429: ok + tooMany > 0 ? tooMany / (ok + tooMany) : 0 }
 }
 
-/** First second after `from` from which every 5-second window meets the targets. */
-const converged = (samples: ReadonlyArray<Sample>, from: number, goodput: number, share: number) => {
-  const end = samples.length === 0 ? 0 : samples[samples.length - 1]!.t
-  for (let t = from; t <= end - 5; t++) {
-    let ok = true
-    for (let u = t; u <= end - 5 && ok; u++) {
-      const j = judge(samples, u, u + 5)
-      ok = j.goodput >= goodput && j.share429 <= share
-    }
-    if (ok) return t - from
-  }
-  return undefined
-}
+const rateOf = (c: TestServer.Capacity) => c.rate
 
-const runOne = (contender: Contender, plan: ReadonlyArray<{ readonly at: number; readonly capacity: number }>, seconds: number) =>
+const runOne = (contender: Contender, cell: Cell) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* TestServer.make({
-      routes: [{ method: "POST", path: "/api", capacity: { rate: plan[0]!.capacity }, then: { json: { ok: true } } }],
+      routes: [{ method: "POST", path: "/api", capacity: cell.capacity, then: { json: { ok: true } } }],
       logLimit: 10
-    })
-    const once = yield* contender.build(server.url, plan[0]!.capacity)
-    const workers = yield* Effect.forkAll(Array.from({ length: WORKERS }, () => Effect.forever(once)))
+    }).pipe(Effect.orDie)
+    const once = yield* contender.build(server.url, rateOf(cell.capacity))
+    const started = Date.now()
+    const idle = cell.idle
+    const worker = Effect.forever(Effect.suspend(() => {
+      const t = (Date.now() - started) / 1000
+      if (idle && t >= idle.from && t < idle.to) return Effect.sleep(Duration.millis((idle.to - t) * 1000))
+      return once
+    }))
+    const workers = yield* Effect.forkAll(Array.from({ length: WORKERS }, () => worker))
     const samples: Array<Sample> = []
     let last = yield* server.stats
-    let capacity = plan[0]!.capacity
-    for (let t = 1; t <= seconds; t++) {
-      yield* Effect.sleep("1 second")
-      const step = plan.find((p) => p.at === t)
+    let capacity = rateOf(cell.capacity)
+    for (let t = 1; t <= cell.seconds; t++) {
+      yield* Effect.sleep(Duration.millis(Math.max(0, started + t * 1000 - Date.now())))
       const stats = yield* server.stats
       const sent = stats.total - last.total
       const tooMany = stats.tooManyRequests - last.tooManyRequests
-      samples.push({ t, ok: sent - tooMany, tooMany, capacity })
+      const demanded = !(idle && t > idle.from && t <= idle.to)
+      samples.push({ t, ok: sent - tooMany, tooMany, capacity: demanded ? capacity : 0 })
       last = stats
+      const step = cell.steps?.find((s) => s.at === t)
       if (step) {
-        capacity = step.capacity
-        yield* server.setCapacity("/api", { rate: capacity })
+        capacity = rateOf(step.capacity)
+        yield* server.setCapacity("/api", step.capacity).pipe(Effect.orDie)
       }
     }
     yield* Fiber.interrupt(workers)
     return samples
   }))
 
-export const run = (options: { readonly steadySeconds: number; readonly stepBefore: number; readonly stepAfter: number }) =>
-  Effect.gen(function*() {
-    const contenders = [sluice, stkai, effectLimiter]
-    const steady = yield* Effect.forEach(
-      contenders,
-      (c) => Effect.map(runOne(c, [{ at: 0, capacity: 20 }], options.steadySeconds), (samples) => ({ c, samples })),
-      { concurrency: "unbounded" }
-    )
-    const stepAt = options.stepBefore
-    const step = yield* Effect.forEach(
-      contenders,
-      (c) =>
-        Effect.map(
-          runOne(c, [{ at: 0, capacity: 100 }, { at: stepAt, capacity: 10 }], stepAt + options.stepAfter),
-          (samples) => ({ c, samples })
-        ),
-      { concurrency: "unbounded" }
-    )
-    return {
-      steady: steady.map(({ c, samples }) => ({
-        name: c.name,
-        ...judge(samples, 5, options.steadySeconds),
-        convergedAfter: converged(samples, 0, 0.9, 0.05)
-      })),
-      step: step.map(({ c, samples }) => ({
-        name: c.name,
-        ...judge(samples, stepAt + 4, stepAt + options.stepAfter),
-        convergedAfter: converged(samples, stepAt, 0.85, 0.1)
-      }))
-    }
-  })
+export interface Result {
+  readonly cell: Cell
+  readonly clients: ReadonlyArray<{ readonly name: string; readonly goodput: number; readonly share429: number; readonly samples: ReadonlyArray<Sample> }>
+}
 
+/** Every cell in turn; in a cell, every client side by side. */
+export const run = (options: { readonly seconds: number; readonly only?: string | undefined }) =>
+  Effect.forEach(
+    cells(options.seconds).filter((c) => options.only === undefined || c.name.includes(options.only)),
+    (cell) =>
+      Effect.map(
+        Effect.forEach(contenders, (c) => Effect.map(runOne(c, cell), (samples) => ({ name: c.name, ...judge(samples, cell.from, cell.seconds), samples })), {
+          concurrency: "unbounded"
+        }),
+        (clients): Result => {
+          process.stderr.write(`  ${cell.name}: ${clients.map((c) => `${c.name} ${(100 * c.goodput).toFixed(0)} %`).join(", ")}\n`)
+          return { cell, clients }
+        }
+      )
+  )

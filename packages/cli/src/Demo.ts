@@ -61,7 +61,7 @@ export const run = (options: Options) =>
           clientId: "sluice-demo",
           clientSecret: Redacted.make(secret)
         }),
-        RateLimiter.layerAdaptive({ limit: options.capacity * 3, window: "1 second", maxWait: "1 minute", recovery: 0.15 }).pipe(
+        RateLimiter.layerAdaptive({ limit: options.capacity * 3, window: "1 second", maxWait: "1 minute" }).pipe(
           Layer.provide(RateLimiterStore.layerMemory)
         ),
         Retry.layer({ maxAttempts: 8, retryTokenTimeouts: true })

@@ -47,6 +47,12 @@ export interface Quota {
   readonly windowMillis?: number | undefined
   /** The tightest announced policy as a rate: `limit / window`, per second. */
   readonly ceilingPerSecond?: number | undefined
+  /**
+   * The reset is when the quota is full again, refilling continuously
+   * (OpenAI, Anthropic), rather than when a window ends: then `limit` per
+   * `resetMillis` can be spent, not only `remaining`.
+   */
+  readonly continuous?: boolean | undefined
 }
 
 type Headers = Readonly<Record<string, string | undefined>>
@@ -290,7 +296,7 @@ export const parse = (headers: Headers, nowMillis: number): Quota | undefined =>
     { limit: "x-ratelimit-limit-requests", remaining: "x-ratelimit-remaining-requests", reset: "x-ratelimit-reset-requests" },
     parseGoDuration
   )
-  if (openAi !== undefined) found.push(openAi)
+  if (openAi !== undefined) found.push({ ...openAi, continuous: true })
   const anthropic = separate(
     headers,
     {
@@ -300,6 +306,6 @@ export const parse = (headers: Headers, nowMillis: number): Quota | undefined =>
     },
     (t) => parseRfc3339(t, nowMillis)
   )
-  if (anthropic !== undefined) found.push(anthropic)
+  if (anthropic !== undefined) found.push({ ...anthropic, continuous: true })
   return withCeiling(tightest(found), policies)
 }

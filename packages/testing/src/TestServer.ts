@@ -96,16 +96,38 @@ export type Fault = typeof Fault.Type
 
 /** A quota the server enforces without telling the client what it is. */
 export interface Capacity {
-  /** `token-bucket` (default) refills continuously; `fixed-window` resets every `window`. */
-  readonly algorithm?: "token-bucket" | "fixed-window" | undefined
+  /**
+   * `token-bucket` (default) refills continuously; `fixed-window` admits
+   * `burst` (default `rate × window`) per `window`; `sliding-window` admits at
+   * most that many in any `window` (a sliding log).
+   */
+  readonly algorithm?: "token-bucket" | "fixed-window" | "sliding-window" | undefined
   /** Requests per second. */
   readonly rate: number
   /** Bucket size (default: one second's worth, at least 1) or, for a window, its size in requests. */
   readonly burst?: number | undefined
-  /** The fixed window's length. Default 1 second. */
+  /** The window's length. Default 1 second. */
   readonly window?: Duration.DurationInput | undefined
-  /** Send `RateLimit-*` (`ietf`) or `X-RateLimit-*` (`x`) headers with every answer. */
-  readonly headers?: "ietf" | "x" | undefined
+  /**
+   * When a fixed window starts: on the server's clock every `window`
+   * (`clock`, default), or at the first request after the last window ended
+   * (`first-request`, as express-rate-limit and @fastify/rate-limit do).
+   */
+  readonly windowStart?: "clock" | "first-request" | undefined
+  /**
+   * The 429's `Retry-After`: whole seconds until a request would be admitted,
+   * rounded up (`seconds`, default), the same as an HTTP-date (`http-date`),
+   * or none at all (`none`: a bare 429).
+   */
+  readonly retryAfter?: "seconds" | "http-date" | "none" | undefined
+  /**
+   * Quota headers with every answer: draft-6 `RateLimit-*` (`ietf`),
+   * `X-RateLimit-*` with delta seconds (`x`) or epoch seconds (`x-epoch`),
+   * draft-7's combined `RateLimit` (`draft-7`), the structured draft-8+
+   * fields (`draft-8`), OpenAI's (`openai`) or Anthropic's (`anthropic`).
+   * Resets are rounded up to whole seconds, as the middlewares do.
+   */
+  readonly headers?: "ietf" | "x" | "x-epoch" | "draft-7" | "draft-8" | "openai" | "anthropic" | undefined
 }
 
 /** Latency that grows with the requests in flight: `base + perInFlight × inFlight`. */

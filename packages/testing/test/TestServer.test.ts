@@ -209,6 +209,46 @@ describe("hidden capacity", () => {
       expect(b.map(statusOf)).toEqual([200, 429])
     }))
 
+  it.scoped("quota shapes: a window from the first request (express), a sliding window, a bare 429, every header form", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/express", capacity: { algorithm: "fixed-window", rate: 2, window: "2 seconds", burst: 2, windowStart: "first-request", headers: "draft-7" } },
+          { path: "/sliding", capacity: { algorithm: "sliding-window", rate: 2, window: "1 second", retryAfter: "none", headers: "draft-8" } },
+          { path: "/openai", capacity: { rate: 5, headers: "openai" } },
+          { path: "/anthropic", capacity: { rate: 5, headers: "anthropic", retryAfter: "http-date" } }
+        ]
+      })
+      // express: the window starts at the first request, not on the clock
+      yield* TestClock.adjust("1500 millis")
+      const e = yield* Effect.forEach(Array.from({ length: 3 }), () => raw(server.port, get("/express")))
+      expect(e.map(statusOf)).toEqual([200, 200, 429])
+      expect(header(e[0]!, "ratelimit")).toBe("limit=2, remaining=1, reset=2")
+      expect(header(e[0]!, "ratelimit-policy")).toBe("2;w=2")
+      expect(header(e[2]!, "retry-after")).toBe("2")
+      yield* TestClock.adjust("1 second")
+      expect(statusOf(yield* raw(server.port, get("/express")))).toBe(429)
+      yield* TestClock.adjust("1 second")
+      expect(statusOf(yield* raw(server.port, get("/express")))).toBe(200)
+      // sliding: at most 2 in any second; a bare 429
+      const sl = yield* Effect.forEach(Array.from({ length: 3 }), () => raw(server.port, get("/sliding")))
+      expect(sl.map(statusOf)).toEqual([200, 200, 429])
+      expect(header(sl[2]!, "retry-after")).toBeUndefined()
+      expect(header(sl[0]!, "ratelimit")).toBe("\"default\";r=1;t=1")
+      expect(header(sl[0]!, "ratelimit-policy")).toBe("\"default\";q=2;w=1")
+      yield* TestClock.adjust("600 millis")
+      expect(statusOf(yield* raw(server.port, get("/sliding")))).toBe(429)
+      yield* TestClock.adjust("500 millis")
+      expect(statusOf(yield* raw(server.port, get("/sliding")))).toBe(200)
+      const o = yield* raw(server.port, get("/openai"))
+      expect(header(o, "x-ratelimit-remaining-requests")).toBe("4")
+      expect(header(o, "x-ratelimit-reset-requests")).toMatch(/^\d+\.\d{3}s$/)
+      const an = yield* raw(server.port, get("/anthropic"))
+      expect(header(an, "anthropic-ratelimit-requests-reset")).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/)
+      const bad = yield* Effect.flip(TestServer.make({ routes: [{ path: "/x", capacity: { rate: 1, headers: "nope" as never } }] }))
+      expect(bad.message).toContain("unknown capacity headers")
+    }))
+
   it.scoped("capacity can be changed over HTTP for out-of-process use", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ routes: [{ path: "/api", capacity: { rate: 100 } }] })

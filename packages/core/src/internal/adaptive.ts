@@ -150,6 +150,16 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params): void => 
   if (q.ceilingPerSecond !== undefined && q.ceilingPerSecond > 0) s.ceiling = Math.min(q.ceilingPerSecond, p.maxRate)
   if (q.remaining === undefined || q.resetMillis === undefined) return
   const reset = Math.min(q.resetMillis, p.maxPauseMillis)
+  if (q.continuous === true && q.limit !== undefined && q.limit > 0) {
+    // A bucket refilling continuously: `limit` may be spent over the time to full; at zero, one
+    // permit's refill time is the wait, not the whole reset.
+    s.qUntil = now + reset
+    s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
+    if (q.remaining === 0) pause(s, now, reset / q.limit, p)
+    s.qRate = Math.min(p.maxRate, (q.limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, reset))
+    if (q.remaining === 0) s.qRemaining = 1
+    return
+  }
   // A new window (the old one ended, or more is left than before) takes its reset; within a window
   // the earliest reset announced is the closest to the truth (servers round it up).
   if (now >= s.qUntil || q.remaining > s.qRemaining) s.qUntil = now + reset

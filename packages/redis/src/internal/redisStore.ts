@@ -73,10 +73,18 @@ local function pause(ms)
 end
 
 -- remaining and reset are -1 when not announced, ceiling 0
-local function applyQuota(remaining, reset, ceiling)
+local function applyQuota(remaining, reset, ceiling, limit, continuous)
   if ceiling > 0 then ceil = math.min(ceiling, maxRate) end
   if remaining < 0 or reset < 0 then return end
   reset = math.min(reset, maxPause)
+  if continuous == 1 and limit > 0 then
+    qu = now + reset
+    qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
+    if remaining == 0 then pause(reset / limit) end
+    qr = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, reset))
+    if remaining == 0 then qrem = 1 end
+    return
+  end
   if now >= qu or remaining > qrem then qu = now + reset else qu = math.min(qu, now + reset) end
   qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
   if remaining == 0 then
@@ -139,14 +147,16 @@ return {tostring(rateAt()), tostring(epoch), tostring(paused), tostring(now)}
 `
 
 /**
- * One adaptive decision. ARGV[7..12]: kind ("Success" | "RateLimited"), epoch, retryAfter ms
- * (-1 = none), remaining (-1), reset ms (-1), ceiling per second (0).
+ * One adaptive decision. ARGV[7..14]: kind ("Success" | "RateLimited"), epoch, retryAfter ms
+ * (-1 = none), remaining (-1), reset ms (-1), ceiling per second (0), limit (0), continuous (0|1).
  */
 const FEEDBACK = `${NOW}${READ}
 local kind = ARGV[7]
 local remaining = tonumber(ARGV[10])
 local reset = tonumber(ARGV[11])
 local ceiling = tonumber(ARGV[12])
+local limit = tonumber(ARGV[13])
+local continuous = tonumber(ARGV[14])
 local decreased = 0
 if kind == "Success" then
   ok = ok + 1
@@ -154,11 +164,11 @@ if kind == "Success" then
     ok = ok / 2
     oks = now - (now - oks) / 2
   end
-  applyQuota(remaining, reset, ceiling)
+  applyQuota(remaining, reset, ceiling, limit, continuous)
 else
   local ra = tonumber(ARGV[9])
   if ra >= 0 then pause(ra) end
-  applyQuota(remaining, reset, ceiling)
+  applyQuota(remaining, reset, ceiling, limit, continuous)
   if tonumber(ARGV[8]) == epoch then
     local current = rateAt()
     local span = now - oks
@@ -307,7 +317,9 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
             finite(f.quota?.resetMillis, -1),
             f.quota?.ceilingPerSecond !== undefined && f.quota.ceilingPerSecond > 0
               ? Math.min(f.quota.ceilingPerSecond, params.maxRate)
-              : 0
+              : 0,
+            f.quota?.limit !== undefined && f.quota.limit > 0 ? Math.floor(Math.min(f.quota.limit, Adaptive.MAX_REMAINING)) : 0,
+            f.quota?.continuous === true ? 1 : 0
           ]),
           (r) => ({ decreased: Number(r[0]) === 1, rate: Number(r[1]) })
         )

@@ -70,32 +70,44 @@ const validateReply = (reply: TS.Reply, where: string): void => {
 const validateCapacity = (c: TS.Capacity, where: string): void => {
   if (!(c.rate > 0) || !Number.isFinite(c.rate)) throw configError(`${where}: capacity rate must be > 0 (got ${c.rate})`)
   if (c.burst !== undefined && !(c.burst >= 1)) throw configError(`${where}: capacity burst must be >= 1 (got ${c.burst})`)
-  if (c.algorithm !== undefined && c.algorithm !== "token-bucket" && c.algorithm !== "fixed-window") {
+  if (c.headers !== undefined && !HEADER_FORMS.includes(c.headers)) {
+    throw configError(`${where}: unknown capacity headers "${c.headers as string}" (one of ${HEADER_FORMS.join(", ")})`)
+  }
+  if (c.retryAfter !== undefined && !["seconds", "http-date", "none"].includes(c.retryAfter)) {
+    throw configError(`${where}: unknown capacity retryAfter "${c.retryAfter as string}"`)
+  }
+  if (c.algorithm !== undefined && !ALGORITHMS.includes(c.algorithm)) {
     throw configError(`${where}: unknown capacity algorithm "${c.algorithm as string}"`)
   }
   if (c.window !== undefined && !(millis(c.window, `${where}.window`) > 0)) throw configError(`${where}: window must be > 0`)
 }
 
+const ALGORITHMS = ["token-bucket", "fixed-window", "sliding-window"]
+const HEADER_FORMS = ["ietf", "x", "x-epoch", "draft-7", "draft-8", "openai", "anthropic"]
+
 /** A quota kept on the server's clock. Its shape (window, limit) is derived once per capacity, not per request. */
 class Quota {
   capacity!: TS.Capacity
-  fixed = false
+  algorithm: "token-bucket" | "fixed-window" | "sliding-window" = "token-bucket"
   windowMs = 1000
-  /** The bucket size, or the requests a fixed window admits. */
+  /** The bucket size, or the requests a window admits. */
   limit = 1
   tokens: number
   windowStart: number
   used = 0
+  /** Admission times, for a sliding window. */
+  admitted: Array<number> = []
   constructor(capacity: TS.Capacity, now: number) {
     this.configure(capacity)
     this.tokens = this.limit
-    this.windowStart = now
+    this.windowStart = capacity.windowStart === "first-request" ? Number.NEGATIVE_INFINITY : now
   }
   private configure(capacity: TS.Capacity) {
     this.capacity = capacity
-    this.fixed = capacity.algorithm === "fixed-window"
-    this.windowMs = this.fixed ? millis(capacity.window ?? 1000, "window") : 1000
-    this.limit = capacity.burst ?? (this.fixed ? capacity.rate * (this.windowMs / 1000) : Math.max(1, capacity.rate))
+    this.algorithm = capacity.algorithm ?? "token-bucket"
+    const windowed = this.algorithm !== "token-bucket"
+    this.windowMs = windowed ? millis(capacity.window ?? 1000, "window") : 1000
+    this.limit = capacity.burst ?? (windowed ? capacity.rate * (this.windowMs / 1000) : Math.max(1, capacity.rate))
   }
   set(capacity: TS.Capacity, now: number) {
     this.refill(now)
@@ -103,11 +115,19 @@ class Quota {
     this.tokens = Math.min(this.tokens, this.limit)
   }
   refill(now: number) {
-    if (this.fixed) {
+    if (this.algorithm === "fixed-window") {
       if (now - this.windowStart >= this.windowMs) {
-        this.windowStart += Math.floor((now - this.windowStart) / this.windowMs) * this.windowMs
+        this.windowStart = this.capacity.windowStart === "first-request" || !Number.isFinite(this.windowStart)
+          ? now
+          : this.windowStart + Math.floor((now - this.windowStart) / this.windowMs) * this.windowMs
         this.used = 0
       }
+      return
+    }
+    if (this.algorithm === "sliding-window") {
+      let drop = 0
+      while (drop < this.admitted.length && this.admitted[drop]! <= now - this.windowMs) drop++
+      if (drop > 0) this.admitted.splice(0, drop)
       return
     }
     const elapsed = Math.max(0, now - this.windowStart)
@@ -117,12 +137,19 @@ class Quota {
   /** Takes one request; returns undefined when admitted, else the ms until one would be. */
   take(now: number): number | undefined {
     this.refill(now)
-    if (this.fixed) {
+    if (this.algorithm === "fixed-window") {
       if (this.used < this.limit) {
         this.used++
         return undefined
       }
       return this.windowStart + this.windowMs - now
+    }
+    if (this.algorithm === "sliding-window") {
+      if (this.admitted.length < this.limit) {
+        this.admitted.push(now)
+        return undefined
+      }
+      return this.admitted[0]! + this.windowMs - now
     }
     if (this.tokens >= 1) {
       this.tokens -= 1
@@ -130,13 +157,49 @@ class Quota {
     }
     return ((1 - this.tokens) / this.capacity.rate) * 1000
   }
-  headers(now: number, prefix: "ietf" | "x"): Record<string, string> {
-    const remaining = Math.max(0, Math.floor(this.fixed ? this.limit - this.used : this.tokens))
-    const reset = this.fixed
-      ? Math.max(0, Math.ceil((this.windowStart + this.windowMs - now) / 1000))
-      : Math.ceil((this.limit - this.tokens) / this.capacity.rate)
-    const p = prefix === "ietf" ? "ratelimit" : "x-ratelimit"
-    return { [`${p}-limit`]: String(Math.floor(this.limit)), [`${p}-remaining`]: String(remaining), [`${p}-reset`]: String(reset) }
+  /** What is left and the ms until the quota resets, as a middleware would announce them. */
+  private announce(now: number): { readonly remaining: number; readonly resetMs: number } {
+    switch (this.algorithm) {
+      case "fixed-window":
+        return { remaining: Math.max(0, this.limit - this.used), resetMs: Math.max(0, this.windowStart + this.windowMs - now) }
+      case "sliding-window":
+        return {
+          remaining: Math.max(0, this.limit - this.admitted.length),
+          resetMs: this.admitted.length === 0 ? 0 : Math.max(0, this.admitted[0]! + this.windowMs - now)
+        }
+      default:
+        return { remaining: Math.max(0, Math.floor(this.tokens)), resetMs: ((this.limit - this.tokens) / this.capacity.rate) * 1000 }
+    }
+  }
+  headers(now: number, form: NonNullable<TS.Capacity["headers"]>, wallNow: number): Record<string, string> {
+    const { remaining, resetMs } = this.announce(now)
+    const limit = String(Math.floor(this.limit))
+    const reset = Math.ceil(resetMs / 1000)
+    const w = Math.ceil(this.windowMs / 1000)
+    switch (form) {
+      case "ietf":
+        return { "ratelimit-limit": limit, "ratelimit-remaining": String(remaining), "ratelimit-reset": String(reset), "ratelimit-policy": `${limit};w=${w}` }
+      case "x":
+        return { "x-ratelimit-limit": limit, "x-ratelimit-remaining": String(remaining), "x-ratelimit-reset": String(reset) }
+      case "x-epoch":
+        return { "x-ratelimit-limit": limit, "x-ratelimit-remaining": String(remaining), "x-ratelimit-reset": String(Math.ceil((wallNow + resetMs) / 1000)) }
+      case "draft-7":
+        return { ratelimit: `limit=${limit}, remaining=${remaining}, reset=${reset}`, "ratelimit-policy": `${limit};w=${w}` }
+      case "draft-8":
+        return { ratelimit: `"default";r=${remaining};t=${reset}`, "ratelimit-policy": `"default";q=${limit};w=${w}` }
+      case "openai":
+        return {
+          "x-ratelimit-limit-requests": limit,
+          "x-ratelimit-remaining-requests": String(remaining),
+          "x-ratelimit-reset-requests": `${(Math.ceil(resetMs) / 1000).toFixed(3)}s`
+        }
+      case "anthropic":
+        return {
+          "anthropic-ratelimit-requests-limit": limit,
+          "anthropic-ratelimit-requests-remaining": String(remaining),
+          "anthropic-ratelimit-requests-reset": new Date(Math.ceil((wallNow + resetMs) / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z")
+        }
+    }
   }
 }
 
@@ -489,9 +552,19 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         if (state.quota) {
           const t = now()
           const wait = state.quota.take(t)
-          if (state.quota.capacity.headers) extra = state.quota.headers(t, state.quota.capacity.headers)
+          const capacity = state.quota.capacity
+          if (capacity.headers) extra = state.quota.headers(t, capacity.headers, Date.now())
           if (wait !== undefined) {
-            reply = { status: 429, retryAfter: Math.max(1, Math.ceil(wait / 1000)), json: { error: "rate_limited" } }
+            const seconds = Math.max(1, Math.ceil(wait / 1000))
+            reply = {
+              status: 429,
+              json: { error: "rate_limited" },
+              ...(capacity.retryAfter === "none"
+                ? {}
+                : capacity.retryAfter === "http-date"
+                ? { retryAfter: { at: Math.ceil((Date.now() + wait) / 1000) * 1000 } }
+                : { retryAfter: seconds })
+            }
           }
         }
         if (reply === undefined && route.randomFaults && state.random() < route.randomFaults.probability) {
