@@ -9,7 +9,7 @@ import * as Clock from "effect/Clock"
 import type * as RL from "../RateLimiter.js"
 import { TokenAcquisitionTimeoutError } from "../RateLimiter.js"
 import { RateLimiterStore } from "../RateLimiterStore.js"
-import type { Feedback, RateLimiterStoreError, Reservation, Store } from "../RateLimiterStore.js"
+import type { Feedback, RateLimiterStoreError, Reservation, ReserveOptions, Store } from "../RateLimiterStore.js"
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
 import * as RetryAfter from "../RetryAfter.js"
 import type * as Adaptive from "./adaptive.js"
@@ -59,8 +59,7 @@ const makeAcquirer = (
   store: Store,
   key: string,
   maxWait: Duration.Duration,
-  reserveOptions: () => Parameters<Store["reserve"]>[1],
-  onWait: (millis: number) => void
+  reserveOptions: ReserveOptions
 ): Acquirer => {
   const maxWaitMillis = Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity
   const granted = Metric.tagged(permitsGranted, "key", key)
@@ -74,7 +73,7 @@ const makeAcquirer = (
   const grant = (reservation: Reservation, waited: number) =>
     Effect.as(Effect.zipRight(Metric.increment(granted), Metric.update(waits, waited)), reservation)
 
-  const adaptive = reserveOptions().intervalMillis === undefined
+  const adaptive = reserveOptions.intervalMillis === undefined
 
   /**
    * Sleeps until the slot, then asks what pauses set meanwhile owe. An
@@ -87,7 +86,6 @@ const makeAcquirer = (
     reservation: Reservation,
     before: number
   ): Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError> => {
-    onWait(reservation.waitMillis)
     let paid = 0
     const loop = (
       waited: number,
@@ -115,12 +113,12 @@ const makeAcquirer = (
 
   const reserveAgain = (waited: number) =>
     Effect.flatMap(
-      Effect.suspend(() => store.reserve(key, { ...reserveOptions(), maxWaitMillis: Math.max(0, maxWaitMillis - waited) })),
+      Effect.suspend(() => store.reserve(key, { ...reserveOptions, maxWaitMillis: Math.max(0, maxWaitMillis - waited) })),
       (r) => r._tag === "Rejected" ? timeout(waited) : r.waitMillis <= 0 ? grant(r, waited) : waitFor(r, waited)
     )
 
   return {
-    acquire: Effect.flatMap(Effect.suspend(() => store.reserve(key, reserveOptions())), (r) => {
+    acquire: Effect.flatMap(Effect.suspend(() => store.reserve(key, reserveOptions)), (r) => {
       if (r._tag === "Rejected") return timeout(0)
       // The fast path: a free permit costs one synchronous store call, no fiber, no queue.
       if (r.waitMillis <= 0) return grant(r, 0)
@@ -168,7 +166,7 @@ export const makeTokenBucket = (options: RL.TokenBucketOptions): Effect.Effect<R
     const intervalMillis = 1000 / perSecond
     const burst = options.burst ?? Math.max(1, Math.floor(perSecond))
     const reserve = { intervalMillis, burst, maxWaitMillis: Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity }
-    const acquirer = makeAcquirer(store, key, maxWait, () => reserve, () => {})
+    const acquirer = makeAcquirer(store, key, maxWait, reserve)
     const limited = Metric.tagged(serverRateLimited, "key", key)
     yield* Metric.set(Metric.tagged(currentRate, "key", key), perSecond)
     return yield* makeService(
@@ -202,13 +200,7 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
     const limited = Metric.tagged(serverRateLimited, "key", key)
     yield* Metric.set(rateGauge, maxRate)
 
-    const acquirer = makeAcquirer(
-      store,
-      key,
-      maxWait,
-      () => ({ intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params }),
-      () => {}
-    )
+    const acquirer = makeAcquirer(store, key, maxWait, { intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params })
     const acquire = Effect.map(acquirer.acquire, (r): RL.Permit => ({ epoch: r.epoch }))
 
     const tell = (feedback: Feedback) =>
