@@ -16,9 +16,16 @@
  *   at the first 429), waiting out `Retry-After` as the SDK's retry does;
  * - the oracle: a fixed token bucket (burst 1) set by hand to the true
  *   initial capacity; it cannot follow a change.
+ *
+ * The fleet cell runs each client as 4 processes sharing one server's quota
+ * (in one Node process, each with its own client, limiter and connections):
+ * Sluice's 4 limiters share their state through one `RedisStore` on a
+ * private `redis-server`, the peers learn each on its own (they have no
+ * shared store), and the oracle is split by hand, a quarter each.
  */
 import { ApiClient, RateLimiter as SluiceRateLimiter, RateLimiterStore } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
+import { RedisStore, TestRedis } from "@sluice/redis"
 import { TestServer } from "@sluice/testing"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -28,10 +35,17 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 
+/** Where a client runs: alone, or as one of a fleet sharing the server's quota. */
+interface Placement {
+  readonly processes: number
+  /** A Redis the fleet's processes share (fleet cells only). */
+  readonly redis?: { readonly socket: string; readonly prefix: string } | undefined
+}
+
 interface Contender {
   readonly name: string
   /** One worker's request: resolves after the answer (and whatever the client does on a 429). */
-  readonly build: (url: string, initialCapacity: number) => Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
+  readonly build: (url: string, initialCapacity: number, placement: Placement) => Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
 }
 
 const WORKERS = 10
@@ -54,12 +68,16 @@ const waitOut = (e: { readonly _tag: string; readonly retryAfter?: Option.Option
 
 const sluice: Contender = {
   name: "sluice adaptive",
-  build: (url) =>
+  build: (url, _, placement) =>
     Effect.map(
       apiClient(
         url,
         SluiceRateLimiter.layerAdaptive({ limit: 200, window: "1 second", maxWait: Duration.infinity }).pipe(
-          Layer.provide(RateLimiterStore.layerMemory)
+          Layer.provide(
+            placement.redis === undefined
+              ? RateLimiterStore.layerMemory
+              : Layer.orDie(RedisStore.layer({ path: placement.redis.socket, prefix: placement.redis.prefix }))
+          )
         )
       ),
       // The limiter pauses everyone on a Retry-After; the worker waits it out too, as Retry would.
@@ -182,11 +200,11 @@ const awsCubic: Contender = {
 
 const oracle: Contender = {
   name: "fixed bucket at capacity (oracle)",
-  build: (url, capacity) =>
+  build: (url, capacity, placement) =>
     Effect.map(
       apiClient(
         url,
-        SluiceRateLimiter.layerTokenBucket({ limit: capacity, window: "1 second", burst: 1, maxWait: Duration.infinity }).pipe(
+        SluiceRateLimiter.layerTokenBucket({ limit: capacity / placement.processes, window: "1 second", burst: 1, maxWait: Duration.infinity }).pipe(
           Layer.provide(RateLimiterStore.layerMemory)
         )
       ),
@@ -206,6 +224,8 @@ export interface Cell {
   readonly from: number
   /** No demand between these seconds. */
   readonly idle?: { readonly from: number; readonly to: number }
+  /** Each client runs as this many processes sharing the quota (Sluice's through Redis). */
+  readonly processes?: number
   readonly targets: { readonly goodput: number; readonly share429: number }
 }
 
@@ -231,7 +251,8 @@ export const cells = (seconds: number): ReadonlyArray<Cell> => [
   { name: "token bucket 20/s, burst 5", capacity: bucket(20, 5), seconds, from: 5, targets: STEADY },
   { name: "token bucket 20/s, burst 1 s", capacity: bucket(20), seconds, from: 5, targets: STEADY },
   { name: "fixed window 20 / 1 s (express)", capacity: express(20, 1), seconds, from: 5, targets: STEADY },
-  { name: "fixed window 200 / 10 s (express)", capacity: express(200, 10), seconds, from: 5, targets: STEADY },
+  // Ten-second windows: a run long enough to hold several of them.
+  { name: "fixed window 200 / 10 s (express)", capacity: express(200, 10), seconds: 2 * seconds + 5, from: 5, targets: STEADY },
   { name: "sliding window 20 / 1 s", capacity: { algorithm: "sliding-window", rate: 20, window: "1 second" }, seconds, from: 5, targets: STEADY },
   { name: "bare 429 (bucket 20/s, no Retry-After)", capacity: bucket(20, undefined, { retryAfter: "none" }), seconds, from: 5, targets: STEADY },
   { name: "headers draft-7 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-7" }), seconds, from: 5, targets: HEADERS },
@@ -253,6 +274,14 @@ export const cells = (seconds: number): ReadonlyArray<Cell> => [
     seconds: 15 + seconds,
     from: 23,
     targets: { goodput: 0.8, share429: 0.05 }
+  },
+  {
+    name: "4 processes, one quota (bucket 20/s; Sluice shares it through Redis)",
+    capacity: bucket(20),
+    processes: 4,
+    seconds,
+    from: 5,
+    targets: STEADY
   },
   {
     name: "idle 20 s, then full demand",
@@ -281,21 +310,29 @@ const judge = (samples: ReadonlyArray<Sample>, from: number, to: number) => {
 
 const rateOf = (c: TestServer.Capacity) => c.rate
 
-const runOne = (contender: Contender, cell: Cell) =>
+const runOne = (contender: Contender, cell: Cell, redisSocket: string | undefined) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* TestServer.make({
       routes: [{ method: "POST", path: "/api", capacity: cell.capacity, then: { json: { ok: true } } }],
       logLimit: 10
     }).pipe(Effect.orDie)
-    const once = yield* contender.build(server.url, rateOf(cell.capacity))
+    const processes = cell.processes ?? 1
+    const placement: Placement = {
+      processes,
+      redis: processes > 1 && redisSocket !== undefined ? { socket: redisSocket, prefix: `fleet-${Date.now()}-${contender.name}:` } : undefined
+    }
+    // A fleet: one client per process, the workers split between them.
+    const onces = yield* Effect.forEach(Array.from({ length: processes }), () => contender.build(server.url, rateOf(cell.capacity), placement))
     const started = Date.now()
     const idle = cell.idle
-    const worker = Effect.forever(Effect.suspend(() => {
-      const t = (Date.now() - started) / 1000
-      if (idle && t >= idle.from && t < idle.to) return Effect.sleep(Duration.millis((idle.to - t) * 1000))
-      return once
-    }))
-    const workers = yield* Effect.forkAll(Array.from({ length: WORKERS }, () => worker))
+    const worker = (once: Effect.Effect<void>) =>
+      Effect.forever(Effect.suspend(() => {
+        const t = (Date.now() - started) / 1000
+        if (idle && t >= idle.from && t < idle.to) return Effect.sleep(Duration.millis((idle.to - t) * 1000))
+        return once
+      }))
+    const perProcess = Math.ceil(WORKERS / processes)
+    const workers = yield* Effect.forkAll(onces.flatMap((once) => Array.from({ length: perProcess }, () => worker(once))))
     const samples: Array<Sample> = []
     let last = yield* server.stats
     let capacity = rateOf(cell.capacity)
@@ -324,16 +361,20 @@ export interface Result {
 
 /** Every cell in turn; in a cell, every client side by side. */
 export const run = (options: { readonly seconds: number; readonly only?: string | undefined }) =>
-  Effect.forEach(
-    cells(options.seconds).filter((c) => options.only === undefined || c.name.includes(options.only)),
-    (cell) =>
+  Effect.scoped(Effect.gen(function*() {
+    const selected = cells(options.seconds).filter((c) => options.only === undefined || c.name.includes(options.only))
+    // One private redis-server for the fleet cells.
+    const redis = selected.some((c) => (c.processes ?? 1) > 1) ? yield* TestRedis.start : undefined
+    return yield* Effect.forEach(selected, (cell) =>
       Effect.map(
-        Effect.forEach(contenders, (c) => Effect.map(runOne(c, cell), (samples) => ({ name: c.name, ...judge(samples, cell.from, cell.seconds), samples })), {
-          concurrency: "unbounded"
-        }),
+        Effect.forEach(
+          contenders,
+          (c) => Effect.map(runOne(c, cell, redis?.socket), (samples) => ({ name: c.name, ...judge(samples, cell.from, cell.seconds), samples })),
+          { concurrency: "unbounded" }
+        ),
         (clients): Result => {
           process.stderr.write(`  ${cell.name}: ${clients.map((c) => `${c.name} ${(100 * c.goodput).toFixed(0)} %`).join(", ")}\n`)
           return { cell, clients }
         }
-      )
-  )
+      ))
+  }))

@@ -46,7 +46,8 @@ const adaptiveSection = async () => {
   lines.push("## Scenario 2: adapting to a hidden capacity, over the server shapes users meet")
   lines.push("")
   lines.push(
-    `Each cell: four clients side by side, each with 10 workers and demand far above capacity, each against its own \`TestServer\` of the cell's shape over real HTTP (${seconds} s per cell; a step or an idle spell adds its lead-in). ` +
+    `Each cell: four clients side by side, each with 10 workers and demand far above capacity, each against its own \`TestServer\` of the cell's shape over real HTTP (${seconds} s per cell, ${2 * seconds + 5} s for the 10 s window; a step or an idle spell adds its lead-in). ` +
+      "In the fleet cell each client runs as 4 processes of 3 workers against one server: Sluice's four limiters share one `RedisStore`, the peers learn each on its own, the oracle is split by hand. " +
       "Goodput is requests admitted over the capacity offered, measured from 5 s (from 4 s after a step down, 8 s after a step up, 5 s after the idle spell). " +
       "Targets (issue 14): goodput ≥ 90 % with ≤ 5 % 429s; with quota headers ≥ 95 % and ≤ 1 %; step down ≥ 85 % and ≤ 10 %; step up ≥ 80 % of the new capacity. " +
       "Each cell shows goodput / 429 share; ✓ marks Sluice's cells that meet the target. The oracle is set by hand to the initial capacity and cannot follow a change."

@@ -75,6 +75,8 @@ export type Outcome =
 export interface Permit {
   /** The adaptive epoch the permit was granted in. */
   readonly epoch: number
+  /** Store time the permit was granted at (its slot, plus the pauses it waited out). */
+  readonly sentAt?: number | undefined
 }
 
 export interface Service {

@@ -120,8 +120,11 @@ export interface Owed {
  * @category models
  */
 export type Feedback =
-  /** The server admitted the request (a 2xx, or a 4xx other than 429), maybe announcing its quota. */
-  | { readonly _tag: "Success"; readonly quota?: Quota | undefined }
+  /**
+   * The server admitted the request (a 2xx, or a 4xx other than 429), maybe announcing its quota;
+   * `sentAt` is the store time its permit was granted (to learn a quota window's length).
+   */
+  | { readonly _tag: "Success"; readonly quota?: Quota | undefined; readonly sentAt?: number | undefined }
   /** A 429 for a permit of `epoch`. */
   | {
     readonly _tag: "RateLimited"
@@ -279,7 +282,7 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
         const s = get(key, params)
         const t = now()
         let decreased = false
-        if (f._tag === "Success") Adaptive.onSuccess(s, t, f.quota, params)
+        if (f._tag === "Success") Adaptive.onSuccess(s, t, f.quota, params, f.sentAt)
         else decreased = Adaptive.onRateLimited(s, t, f.epoch, f.retryAfterMillis, f.quota, params)
         return { decreased, rate: Adaptive.rateAt(s, t, params) }
       })

@@ -63,6 +63,10 @@ export interface State {
   qRemaining: number
   /** A policy's rate ceiling per second; 0 for none. */
   ceiling: number
+  /** When the first request of the current quota window was sent. */
+  qStart: number
+  /** The window's length as learned from the resets announced; 0 while unknown. */
+  qWin: number
 }
 
 export interface Params {
@@ -106,14 +110,17 @@ export const initial = (now: number, params: Params): State => ({
   qRate: 0,
   qUntil: 0,
   qRemaining: 0,
-  ceiling: 0
+  ceiling: 0,
+  qStart: 0,
+  qWin: 0
 })
 
 /** The rate (per second) a reservation made now uses. */
 export const rateAt = (s: State, now: number, p: Params): number => {
   let r: number
-  // At zero remaining the pause holds everyone until the reset; the pace is for what is left.
-  if (now < s.qUntil && s.qRemaining > 0) {
+  // Within an announced window the pace is the headers'; at zero remaining the pause holds
+  // everyone until the reset, and those queued meanwhile keep the pace of the window.
+  if (now < s.qUntil && (s.qRemaining > 0 || s.qRate > 0)) {
     r = s.qRate
   } else {
     if (s.grown <= s.k) {
@@ -146,7 +153,7 @@ export const pause = (s: State, now: number, millis: number, p: Params): void =>
 }
 
 /** What the headers announce: a ceiling, a pace over the time to the reset, or a pause at zero. */
-export const applyQuota = (s: State, now: number, q: Quota, p: Params): void => {
+export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: number): void => {
   if (q.ceilingPerSecond !== undefined && q.ceilingPerSecond > 0) s.ceiling = Math.min(q.ceilingPerSecond, p.maxRate)
   if (q.remaining === undefined || q.resetMillis === undefined) return
   const reset = Math.min(q.resetMillis, p.maxPauseMillis)
@@ -162,24 +169,41 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params): void => 
   }
   // A new window (the old one ended, or more is left than before) takes its reset; within a window
   // the earliest reset announced is the closest to the truth (servers round it up).
-  if (now >= s.qUntil || q.remaining > s.qRemaining) s.qUntil = now + reset
+  const fresh = now >= s.qUntil || q.remaining > s.qRemaining
+  if (fresh) s.qUntil = now + reset
   else s.qUntil = Math.min(s.qUntil, now + reset)
+  // Servers round resets up, to the second or to a whole epoch second (up to a second late on a
+  // one-second window). The window's length is learned as the shortest time seen from the first
+  // request of a window (when it was sent: never after the server counted it) to the reset
+  // announced for it: never shorter than the true window, and close to it after a few windows.
+  if (sentAt !== undefined) {
+    if (fresh) s.qStart = sentAt
+    const span = s.qUntil - s.qStart
+    if (span > 0 && (s.qWin === 0 || span < s.qWin)) s.qWin = span
+  }
+  // Only a rounding's worth (a second) shorter than announced: a longer gap is another window.
+  const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= 1_000 ? Math.min(s.qUntil, Math.max(now, s.qStart + s.qWin)) : s.qUntil
   s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
   if (q.remaining === 0) {
-    pause(s, now, s.qUntil - now, p)
-    s.qRate = 0
+    pause(s, now, end - now, p)
+    // Reservations made during the pause go out at the next window's pace: `limit` over it.
+    s.qRate = q.limit !== undefined && q.limit > 0
+      ? Math.min(p.maxRate, (q.limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qWin > 0 ? s.qWin : reset))
+      : 0
   } else {
-    s.qRate = Math.min(p.maxRate, (q.remaining * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qUntil - now))
+    // What is left, spread so the last one goes one spacing before the end (not at it: the
+    // pace lags by the queue, and at zero the pause costs nothing).
+    s.qRate = Math.min(p.maxRate, ((q.remaining + 1) * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, end - now))
   }
 }
 
-export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params): void => {
+export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params, sentAt?: number): void => {
   s.okCount += 1
   if (now - s.okSince > MEMORY_MILLIS) {
     s.okCount /= 2
     s.okSince = now - (now - s.okSince) / 2
   }
-  if (quota !== undefined) applyQuota(s, now, quota, p)
+  if (quota !== undefined) applyQuota(s, now, quota, p, sentAt)
 }
 
 /**

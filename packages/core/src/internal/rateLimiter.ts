@@ -70,8 +70,15 @@ const makeAcquirer = (
       Metric.increment(timeouts),
       Effect.fail(new TokenAcquisitionTimeoutError({ waited: Duration.millis(waited), maxWait, key }))
     )
-  const grant = (reservation: Reservation, waited: number) =>
-    Effect.as(Effect.zipRight(Metric.increment(granted), Metric.update(waits, waited)), reservation)
+  /**
+   * The granted reservation; one that waited out pauses set after it was made went later than its
+   * slot, and its slot is moved to when it went (the adaptive limiter learns quota windows from it).
+   */
+  const grant = (reservation: Reservation, waited: number, paid = 0) =>
+    Effect.as(
+      Effect.zipRight(Metric.increment(granted), Metric.update(waits, waited)),
+      paid > 0 ? { ...reservation, slot: reservation.slot + paid } : reservation
+    )
 
   const adaptive = reserveOptions.intervalMillis === undefined
 
@@ -97,7 +104,7 @@ const makeAcquirer = (
           const extra = owed.millis - paid
           const total = waited + sleepMillis
           if (adaptive && owed.epoch !== reservation.epoch) return reserveAgain(total)
-          if (extra <= 0) return grant(reservation, total)
+          if (extra <= 0) return grant(reservation, total, paid)
           if (total + extra > maxWaitMillis) {
             return Effect.zipRight(Effect.ignore(store.release(key, reservation)), timeout(total))
           }
@@ -201,7 +208,7 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
     yield* Metric.set(rateGauge, maxRate)
 
     const acquirer = makeAcquirer(store, key, maxWait, { intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params })
-    const acquire = Effect.map(acquirer.acquire, (r): RL.Permit => ({ epoch: r.epoch }))
+    const acquire = Effect.map(acquirer.acquire, (r): RL.Permit => ({ epoch: r.epoch, sentAt: r.slot }))
 
     const tell = (feedback: Feedback) =>
       Effect.flatMap(store.feedback(key, feedback, params), (result) => Metric.set(rateGauge, result.rate))
@@ -210,7 +217,7 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
       Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, RateLimiterStoreError> => {
         if (outcome._tag === "Neutral") return Effect.void
         const quota = RateLimitHeaders.parse(outcome.headers, now)
-        if (outcome._tag === "Success") return tell({ _tag: "Success", quota })
+        if (outcome._tag === "Success") return tell({ _tag: "Success", quota, sentAt: permit.sentAt })
         const retryAfterMillis = Option.match(outcome.retryAfter, {
           onNone: () => undefined,
           onSome: (d) => Duration.isFinite(d) ? Math.min(MAX_PAUSE_MILLIS, Duration.toMillis(d)) : MAX_PAUSE_MILLIS

@@ -28,7 +28,7 @@ local floorRate = num(ARGV[2], 1)
 local margin = num(ARGV[3], 0)
 local penalty = num(ARGV[4], 0)
 local maxPause = num(ARGV[5], 0)
-local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil")
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw")
 local tat = num(h[1], 0) / 1000
 local paused = num(h[2], 0)
 local shift = num(h[3], 0)
@@ -44,10 +44,12 @@ local qr = num(h[12], 0) / 1000
 local qu = num(h[13], 0)
 local qrem = num(h[14], 0)
 local ceil = num(h[15], 0) / 1000
+local qs = num(h[16], 0)
+local qw = num(h[17], 0)
 
 local function rateAt()
   local r
-  if now < qu and qrem > 0 then
+  if now < qu and (qrem > 0 or qr > 0) then
     r = qr
   else
     if grown <= k then
@@ -72,8 +74,8 @@ local function pause(ms)
   end
 end
 
--- remaining and reset are -1 when not announced, ceiling 0
-local function applyQuota(remaining, reset, ceiling, limit, continuous)
+-- remaining and reset are -1 when not announced, ceiling 0, sentAt -1
+local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
   if ceiling > 0 then ceil = math.min(ceiling, maxRate) end
   if remaining < 0 or reset < 0 then return end
   reset = math.min(reset, maxPause)
@@ -85,13 +87,27 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous)
     if remaining == 0 then qrem = 1 end
     return
   end
-  if now >= qu or remaining > qrem then qu = now + reset else qu = math.min(qu, now + reset) end
+  local fresh = now >= qu or remaining > qrem
+  if fresh then qu = now + reset else qu = math.min(qu, now + reset) end
+  if sentAt >= 0 then
+    if fresh then qs = sentAt end
+    local span = qu - qs
+    if span > 0 and (qw == 0 or span < qw) then qw = span end
+  end
+  local endT = qu
+  if qw > 0 and qu - qs - qw <= 1000 then endT = math.min(qu, math.max(now, qs + qw)) end
   qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
   if remaining == 0 then
-    pause(qu - now)
-    qr = 0
+    pause(endT - now)
+    if limit > 0 then
+      local w = reset
+      if qw > 0 then w = qw end
+      qr = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, w))
+    else
+      qr = 0
+    end
   else
-    qr = math.min(maxRate, remaining * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, qu - now))
+    qr = math.min(maxRate, (remaining + 1) * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, endT - now))
   end
 end
 `
@@ -100,7 +116,7 @@ end
 const WRITE = `
 redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
   "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
-  "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000))
+  "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw))
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
@@ -148,7 +164,8 @@ return {tostring(rateAt()), tostring(epoch), tostring(paused), tostring(now)}
 
 /**
  * One adaptive decision. ARGV[7..14]: kind ("Success" | "RateLimited"), epoch, retryAfter ms
- * (-1 = none), remaining (-1), reset ms (-1), ceiling per second (0), limit (0), continuous (0|1).
+ * (-1 = none), remaining (-1), reset ms (-1), ceiling per second (0), limit (0), continuous (0|1),
+ * sent at, store ms (-1 = unknown).
  */
 const FEEDBACK = `${NOW}${READ}
 local kind = ARGV[7]
@@ -157,6 +174,7 @@ local reset = tonumber(ARGV[11])
 local ceiling = tonumber(ARGV[12])
 local limit = tonumber(ARGV[13])
 local continuous = tonumber(ARGV[14])
+local sentAt = tonumber(ARGV[15]) or -1
 local decreased = 0
 if kind == "Success" then
   ok = ok + 1
@@ -164,11 +182,11 @@ if kind == "Success" then
     ok = ok / 2
     oks = now - (now - oks) / 2
   end
-  applyQuota(remaining, reset, ceiling, limit, continuous)
+  applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
 else
   local ra = tonumber(ARGV[9])
   if ra >= 0 then pause(ra) end
-  applyQuota(remaining, reset, ceiling, limit, continuous)
+  applyQuota(remaining, reset, ceiling, limit, continuous, -1)
   if tonumber(ARGV[8]) == epoch then
     local current = rateAt()
     local span = now - oks
@@ -319,7 +337,8 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
               ? Math.min(f.quota.ceilingPerSecond, params.maxRate)
               : 0,
             f.quota?.limit !== undefined && f.quota.limit > 0 ? Math.floor(Math.min(f.quota.limit, Adaptive.MAX_REMAINING)) : 0,
-            f.quota?.continuous === true ? 1 : 0
+            f.quota?.continuous === true ? 1 : 0,
+            f._tag === "Success" && f.sentAt !== undefined && Number.isFinite(f.sentAt) && f.sentAt >= 0 ? Math.floor(f.sentAt) : -1
           ]),
           (r) => ({ decreased: Number(r[0]) === 1, rate: Number(r[1]) })
         )
