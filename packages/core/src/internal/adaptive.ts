@@ -92,6 +92,8 @@ export const PROBE_DOUBLING_MILLIS = 2_000
 export const MEMORY_MILLIS = 10_000
 /** A shorter span says nothing about the accepted rate. */
 export const MIN_MEASURE_MILLIS = 1_000
+/** The most a server's rounding (to the second, or the epoch second) adds to an announced reset. */
+export const RESET_ROUNDING_MILLIS = 1_000
 /** A pace never spreads over less than this: the reset may be the next moment. */
 export const MIN_PACE_SPAN_MILLIS = 50
 
@@ -181,8 +183,8 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: 
     const span = s.qUntil - s.qStart
     if (span > 0 && (s.qWin === 0 || span < s.qWin)) s.qWin = span
   }
-  // Only a rounding's worth (a second) shorter than announced: a longer gap is another window.
-  const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= 1_000 ? Math.min(s.qUntil, Math.max(now, s.qStart + s.qWin)) : s.qUntil
+  // Only a rounding's worth shorter than announced: a longer gap is another window.
+  const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= RESET_ROUNDING_MILLIS ? Math.min(s.qUntil, Math.max(now, s.qStart + s.qWin)) : s.qUntil
   s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
   if (q.remaining === 0) {
     pause(s, now, end - now, p)

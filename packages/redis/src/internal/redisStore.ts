@@ -95,7 +95,7 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
     if span > 0 and (qw == 0 or span < qw) then qw = span end
   end
   local endT = qu
-  if qw > 0 and qu - qs - qw <= 1000 then endT = math.min(qu, math.max(now, qs + qw)) end
+  if qw > 0 and qu - qs - qw <= ${Adaptive.RESET_ROUNDING_MILLIS} then endT = math.min(qu, math.max(now, qs + qw)) end
   qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
   if remaining == 0 then
     pause(endT - now)
