@@ -120,7 +120,10 @@ export interface TokenBucketOptions extends CommonOptions {
 export interface AdaptiveOptions extends CommonOptions {
   /** The rate never goes below `floor × limit` (a server's quota headers may pace it lower). Default 0.01. */
   readonly floor?: number | undefined
-  /** How far below the server's measured accepted rate to hold. Default 0.05. */
+  /**
+   * How far below the estimated capacity the rate restarts after a 429; it then rises to the hold,
+   * 3 % under the estimate, before probing above. Default 0.05.
+   */
   readonly margin?: number | undefined
   /** Decrease on a 429 when too little was measured to know the accepted rate. Default 0.3. */
   readonly penalty?: number | undefined

@@ -54,9 +54,15 @@ export const tokenBucket = (rate: (t: number) => number, burst: (r: number) => n
  * express-rate-limit's fixed window: `limit` per `windowMs`, the window
  * starting at the first request after the last one expired; every request
  * counts, rejected ones too; `Retry-After` the seconds to the window's end,
- * rounded up; optionally draft-7 headers.
+ * rounded up; optionally draft-7 headers (`true` or `"draft-7"`), or
+ * express's legacy `X-RateLimit-*` with the reset in epoch seconds, rounded
+ * up (`"x-epoch"`: the run's time 0 is `epochMillis` on the wall clock).
  */
-export const fixedWindow = (limit: number, windowMs: number, options: { readonly headers?: boolean; readonly mode?: RetryAfterMode } = {}): Shape => {
+export const fixedWindow = (
+  limit: number,
+  windowMs: number,
+  options: { readonly headers?: boolean | "draft-7" | "x-epoch"; readonly epochMillis?: number; readonly mode?: RetryAfterMode } = {}
+): Shape => {
   let resetAt = -1
   let hits = 0
   return {
@@ -69,10 +75,17 @@ export const fixedWindow = (limit: number, windowMs: number, options: { readonly
       }
       hits++
       const reset = Math.max(0, Math.ceil((resetAt - t) / 1000))
-      const headers = options.headers
+      const remaining = Math.max(0, limit - hits)
+      const headers: Record<string, string> | undefined = options.headers === "x-epoch"
+        ? {
+          "x-ratelimit-limit": String(limit),
+          "x-ratelimit-remaining": String(remaining),
+          "x-ratelimit-reset": String(Math.ceil(((options.epochMillis ?? 0) + resetAt) / 1000))
+        }
+        : options.headers
         ? {
           "ratelimit-policy": `${limit};w=${Math.ceil(windowMs / 1000)}`,
-          ratelimit: `limit=${limit}, remaining=${Math.max(0, limit - hits)}, reset=${reset}`
+          ratelimit: `limit=${limit}, remaining=${remaining}, reset=${reset}`
         }
         : undefined
       if (hits <= limit) return { ok: true, ...(headers ? { headers } : {}) }

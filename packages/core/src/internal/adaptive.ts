@@ -18,20 +18,35 @@
  *   estimate near the last one (the same capacity, seen again) is averaged
  *   with it; one far from it (a step) is taken as it is.
  * - **Hold, then probe rarely.** After a decrease the rate is
- *   `(1 − margin)` × the estimate and rises back to it along a cubic (fast
- *   at first, flat near it) over `k`; only after `k` does it probe above,
- *   doubling every 2 s until the next 429. A 429 that finds the same
- *   capacity again (within 10 %) doubles `k` (up to 20 s); a different one
- *   resets it to 3 s, so a step up or down is followed fast and a held rate
- *   is probed rarely. Time on that curve passes only while callers queue for
- *   permits and the limiter is not paused: no growth while idle.
+ *   `(1 − margin)` × the estimate and rises along a cubic (fast at first,
+ *   flat near it) over `k` to the hold, `HOLD` (97 %) of the estimate: a
+ *   server's threshold is sharp, and every 429 costs a whole `Retry-After`
+ *   for everyone, so the hold stays just under it. Only after `k` does it
+ *   probe above, along a convex cubic (+1.6 % after 1 s, double after
+ *   `PROBE_CUBIC_MILLIS`): gentle where the capacity was, fast when it has
+ *   grown. A probe's 429 that finds the same capacity again (within 15 %)
+ *   is averaged with it and doubles `k` (up to 20 s); anything else resets
+ *   `k` to 3 s, so a step up or down is followed fast and a held rate is
+ *   probed rarely. A 429 below the probe (at the hold or on the way to it)
+ *   says the estimate was too high: the new one is taken as it is. Time on
+ *   that curve passes only while callers queue for permits and the limiter
+ *   is not paused: no growth while idle.
  * - **One decrease per congestion event**: a 429 for a permit of an older
- *   epoch changes nothing but the pause.
+ *   epoch changes nothing but the pause. Under a `Retry-After` pause the
+ *   decrease drops the queue's schedule: every waiter then queued is of the
+ *   old epoch and reserves again at the new rate from the pause's end (their
+ *   old slots would otherwise hold it back by up to a queue's worth of the
+ *   old spacing).
  * - **`Retry-After` pauses every caller** sharing the key, whatever the
  *   epoch, for at most `maxPause`.
  * - **Quota headers pace before any 429**: a policy's `q / w` caps the rate;
  *   remaining permits are spread over the time to the reset (the earliest
- *   reset announced for the window); none left pauses until the reset.
+ *   reset announced for the window); none left pauses until the reset. A
+ *   slot past the window's end (reserved behind a queue) belongs to the next
+ *   window and takes its pace, `limit` over the window's length, rather
+ *   than what was left of the current one. The window's length is learned
+ *   from when windows start (see `applyQuota`), so a reset rounded to the
+ *   (epoch) second does not stretch a one-second window.
  */
 import type { Quota } from "../RateLimitHeaders.js"
 
@@ -67,6 +82,10 @@ export interface State {
   qStart: number
   /** The window's length as learned from the resets announced; 0 while unknown. */
   qWin: number
+  /** When the last request a window counted first (remaining `limit − 1`) was sent; 0 for none. */
+  qFirst: number
+  /** The next window's pace: `limit` over `qWin`, per second; 0 while unknown. */
+  qNext: number
 }
 
 export interface Params {
@@ -86,8 +105,12 @@ export const MAX_REMAINING = 1_000_000_000
 
 export const PROBE_MIN_MILLIS = 3_000
 export const PROBE_MAX_MILLIS = 20_000
-/** Above the accepted rate, the probe doubles the rate this often. */
-export const PROBE_DOUBLING_MILLIS = 2_000
+/** The probe above the hold is a convex cubic: the rate doubles this long after it starts. */
+export const PROBE_CUBIC_MILLIS = 4_000
+/** The held rate, as a fraction of the estimate (in thousandths, an exact integer in Lua too). */
+export const HOLD_PERMILLE = 970
+/** A probe's 429 within this fraction of the estimate found the same capacity again (permille). */
+export const SAME_CAPACITY_PERMILLE = 150
 /** Successes are remembered for 5 to 10 s. */
 export const MEMORY_MILLIS = 10_000
 /** A shorter span says nothing about the accepted rate. */
@@ -114,7 +137,9 @@ export const initial = (now: number, params: Params): State => ({
   qRemaining: 0,
   ceiling: 0,
   qStart: 0,
-  qWin: 0
+  qWin: 0,
+  qFirst: 0,
+  qNext: 0
 })
 
 /** The rate (per second) a reservation made now uses. */
@@ -124,12 +149,16 @@ export const rateAt = (s: State, now: number, p: Params): number => {
   // everyone until the reset, and those queued meanwhile keep the pace of the window.
   if (now < s.qUntil && (s.qRemaining > 0 || s.qRate > 0)) {
     r = s.qRate
+    // A slot past the window's end belongs to the next window: the whole limit over a window.
+    if (s.qNext > 0 && s.qWin > 0 && Math.max(now, s.tat, s.pausedUntil) >= s.qStart + s.qWin) r = s.qNext
   } else {
+    const hold = (s.wmax * HOLD_PERMILLE) / 1000
     if (s.grown <= s.k) {
       const u = 1 - s.grown / s.k
-      r = s.wmax - (s.wmax - s.r0) * u * u * u
+      r = hold - (hold - s.r0) * u * u * u
     } else {
-      r = s.wmax * Math.pow(2, Math.min(30, (s.grown - s.k) / PROBE_DOUBLING_MILLIS))
+      const x = Math.min(100, (s.grown - s.k) / PROBE_CUBIC_MILLIS)
+      r = hold * (1 + x * x * x)
     }
     r = Math.max(p.floorRate, r)
   }
@@ -182,10 +211,21 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: 
     if (fresh) s.qStart = sentAt
     const span = s.qUntil - s.qStart
     if (span > 0 && (s.qWin === 0 || span < s.qWin)) s.qWin = span
+    // The first request a window counted (its remaining is `limit − 1`, which no reordered answer
+    // of the same window can show): from one such request to the next is at most a window plus
+    // one spacing, a far tighter bound than a reset rounded to the (epoch) second.
+    if (q.limit !== undefined && q.remaining === q.limit - 1) {
+      const between = sentAt - s.qFirst
+      if (s.qFirst > 0 && between > 0 && (s.qWin === 0 || between < s.qWin)) s.qWin = between
+      s.qFirst = sentAt
+    }
   }
   // Only a rounding's worth shorter than announced: a longer gap is another window.
   const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= RESET_ROUNDING_MILLIS ? Math.min(s.qUntil, Math.max(now, s.qStart + s.qWin)) : s.qUntil
   s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
+  s.qNext = q.limit !== undefined && q.limit > 0 && s.qWin > 0
+    ? Math.min(p.maxRate, (q.limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qWin))
+    : 0
   if (q.remaining === 0) {
     pause(s, now, end - now, p)
     // Reservations made during the pause go out at the next window's pace: `limit` over it.
@@ -232,15 +272,25 @@ export const onRateLimited = (
   const estimate = span >= MIN_MEASURE_MILLIS
     ? Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
     : current * (1 - p.penalty)
-  // One estimate errs either way; near the last one (the same capacity, seen again) they are
-  // averaged, far from it (a step) the new one is taken as it is.
-  const accepted = Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + s.wmax) / 2 : estimate
+  // A probe's 429 (above a hold that held) errs either way: near the last estimate (the same
+  // capacity, seen again) the two are averaged, far from it (a step) the new one is taken as it
+  // is. A 429 at or below the hold says the last estimate was too high: the new one is taken.
+  const probing = s.grown > s.k
+  const accepted = probing && Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + s.wmax) / 2 : estimate
   const next = Math.max(p.floorRate, accepted)
-  s.k = Math.abs(next - s.wmax) <= 0.1 * s.wmax ? Math.min(PROBE_MAX_MILLIS, s.k * 2) : PROBE_MIN_MILLIS
+  s.k = probing && Math.abs(next - s.wmax) * 1000 <= SAME_CAPACITY_PERMILLE * s.wmax
+    ? Math.min(PROBE_MAX_MILLIS, s.k * 2)
+    : PROBE_MIN_MILLIS
   s.wmax = next
   s.r0 = Math.max(p.floorRate, next * (1 - p.margin))
   s.grown = 0
   s.epoch += 1
+  // Every waiter now queued is of the old epoch and reserves again. Under a pause their old slots
+  // are dropped: the server said when to come back, and the new schedule starts there. Without
+  // one nothing says the server has recovered: the slots already promised stand as a cool-down
+  // (dropped, a queue re-reserved at once meets the same spent quota and decreases again and
+  // again within milliseconds).
+  if (s.pausedUntil > now) s.tat = Math.min(s.tat, s.pausedUntil)
   s.okCount = 0
   s.okSince = now
   return true

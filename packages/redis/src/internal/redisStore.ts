@@ -1,8 +1,7 @@
 import { RateLimiterStore } from "@sluice/core"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import { Redis } from "ioredis"
+import { connect } from "./connection.js"
 import type * as RS from "../RedisStore.js"
 
 type Store = RateLimiterStore.Store
@@ -28,7 +27,7 @@ local floorRate = num(ARGV[2], 1)
 local margin = num(ARGV[3], 0)
 local penalty = num(ARGV[4], 0)
 local maxPause = num(ARGV[5], 0)
-local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw")
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn")
 local tat = num(h[1], 0) / 1000
 local paused = num(h[2], 0)
 local shift = num(h[3], 0)
@@ -46,17 +45,22 @@ local qrem = num(h[14], 0)
 local ceil = num(h[15], 0) / 1000
 local qs = num(h[16], 0)
 local qw = num(h[17], 0)
+local qf = num(h[18], 0)
+local qn = num(h[19], 0) / 1000
 
 local function rateAt()
   local r
   if now < qu and (qrem > 0 or qr > 0) then
     r = qr
+    if qn > 0 and qw > 0 and math.max(now, tat, paused) >= qs + qw then r = qn end
   else
+    local hold = wmax * ${Adaptive.HOLD_PERMILLE} / 1000
     if grown <= k then
       local u = 1 - grown / k
-      r = wmax - (wmax - r0) * u * u * u
+      r = hold - (hold - r0) * u * u * u
     else
-      r = wmax * math.pow(2, math.min(30, (grown - k) / ${Adaptive.PROBE_DOUBLING_MILLIS}))
+      local x = math.min(100, (grown - k) / ${Adaptive.PROBE_CUBIC_MILLIS})
+      r = hold * (1 + x * x * x)
     end
     r = math.max(floorRate, r)
   end
@@ -93,10 +97,20 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
     if fresh then qs = sentAt end
     local span = qu - qs
     if span > 0 and (qw == 0 or span < qw) then qw = span end
+    if limit > 0 and remaining == limit - 1 then
+      local between = sentAt - qf
+      if qf > 0 and between > 0 and (qw == 0 or between < qw) then qw = between end
+      qf = sentAt
+    end
   end
   local endT = qu
   if qw > 0 and qu - qs - qw <= ${Adaptive.RESET_ROUNDING_MILLIS} then endT = math.min(qu, math.max(now, qs + qw)) end
   qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
+  if limit > 0 and qw > 0 then
+    qn = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, qw))
+  else
+    qn = 0
+  end
   if remaining == 0 then
     pause(endT - now)
     if limit > 0 then
@@ -116,7 +130,8 @@ end
 const WRITE = `
 redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
   "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
-  "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw))
+  "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw),
+  "qf", int(qf), "qn", int(qn * 1000))
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
@@ -197,14 +212,20 @@ else
     else
       estimate = current * (1 - penalty)
     end
+    local probing = grown > k
     local accepted = estimate
-    if math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + wmax) / 2 end
+    if probing and math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + wmax) / 2 end
     local nextRate = math.max(floorRate, accepted)
-    if math.abs(nextRate - wmax) <= 0.1 * wmax then k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * 2) else k = ${Adaptive.PROBE_MIN_MILLIS} end
+    if probing and math.abs(nextRate - wmax) * 1000 <= ${Adaptive.SAME_CAPACITY_PERMILLE} * wmax then
+      k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * 2)
+    else
+      k = ${Adaptive.PROBE_MIN_MILLIS}
+    end
     wmax = nextRate
     r0 = math.max(floorRate, nextRate * (1 - margin))
     grown = 0
     epoch = epoch + 1
+    if paused > now then tat = math.min(tat, paused) end
     ok = 0
     oks = now
     decreased = 1
@@ -230,56 +251,14 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
   Effect.gen(function*() {
     const prefix = options.prefix ?? "sluice:"
     const ttl = String(options.idleTtlMillis ?? 3_600_000)
-    const commandTimeout = options.commandTimeoutMillis ?? 1_000
-    if (options.url === undefined && options.path === undefined) {
-      return yield* storeError("RedisStore needs a url (redis://host:port) or a unix socket path")
-    }
-    const common = {
-      // Fail fast while Redis is away instead of queueing commands forever: a limiter must never hang.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout,
-      connectTimeout: 2_000,
-      lazyConnect: true,
-      retryStrategy: (times: number) => Math.min(1_000, 50 * times)
-    }
-    const redis = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        options.path !== undefined
-          ? new Redis({ path: options.path, ...common })
-          : new Redis(typeof options.url === "string" ? options.url : Redacted.value(options.url!), common)
-      ),
-      // quit waits for Redis; if it is away, just drop the connection.
-      (r): Effect.Effect<void> =>
-        r.status === "ready"
-          ? Effect.promise(() => r.quit().catch(() => r.disconnect())).pipe(
-            Effect.timeout("1 second"),
-            Effect.ignore,
-            Effect.ensuring(Effect.sync(() => r.disconnect()))
-          )
-          : Effect.sync(() => r.disconnect())
-    )
-    redis.on("error", () => {}) // reported per operation instead
-    yield* Effect.tryPromise({
-      try: () => redis.connect(),
-      catch: (cause) => storeError(`cannot connect to Redis: ${(cause as Error).message}`, cause)
-    })
-
-    // defineCommand sends each script once and then calls it by its SHA (EVALSHA), reloading it if Redis forgot it.
-    const scripts = { RESERVE, RELEASE, OWED, STATE, FEEDBACK, TIME }
-    const names = new Map<string, string>()
-    for (const [name, lua] of Object.entries(scripts)) {
-      const command = `sluice_${name.toLowerCase()}`
-      redis.defineCommand(command, { numberOfKeys: name === "TIME" ? 0 : 1, lua })
-      names.set(lua, command)
-    }
-    const script = <A>(source: string, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
-      Effect.tryPromise({
-        try: () => (redis as unknown as Record<string, (...a: Array<string | number>) => Promise<A>>)[names.get(source)!]!(...keys, ...args),
-        catch: (cause) => storeError(`Redis: ${(cause as Error).message}`, cause)
-      }).pipe(
-        Effect.timeoutFail({ duration: commandTimeout + 100, onTimeout: () => storeError("Redis did not answer in time") })
-      )
+    const run = yield* connect(options, {
+      RESERVE: { lua: RESERVE, keys: 1 },
+      RELEASE: { lua: RELEASE, keys: 1 },
+      OWED: { lua: OWED, keys: 1 },
+      STATE: { lua: STATE, keys: 1 },
+      FEEDBACK: { lua: FEEDBACK, keys: 1 },
+      TIME: { lua: TIME, keys: 0 }
+    }, storeError)
     const stateKey = (key: string) => `${prefix}${key}:state`
     /** The adaptive params every script reads first (ARGV[1..5]), and the idle TTL (ARGV[6]). */
     const head = (params: RateLimiterStore.AdaptiveParams | undefined): Array<string | number> => {
@@ -290,10 +269,10 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
       n === undefined || !Number.isFinite(n) || n < 0 ? none : Math.min(Math.ceil(n), MAX_PAUSE)
 
     const remote: Store = {
-      now: Effect.map(script<string>(TIME, [], []), Number),
+      now: Effect.map(run<string>("TIME", [], []), Number),
       reserve: (key, o) =>
         Effect.map(
-          script<Array<string | number>>(RESERVE, [stateKey(key)], [
+          run<Array<string | number>>("RESERVE", [stateKey(key)], [
             ...head(o.adaptive),
             o.intervalMillis === undefined ? "" : String(o.intervalMillis),
             o.burst,
@@ -312,11 +291,11 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
               }
         ),
       release: (key, r) =>
-        Effect.asVoid(script(RELEASE, [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis])),
+        Effect.asVoid(run("RELEASE", [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis])),
       owed: (key, r) =>
-        Effect.map(script<Array<string>>(OWED, [stateKey(key)], [r.shift]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
+        Effect.map(run<Array<string>>("OWED", [stateKey(key)], [r.shift]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
       adaptiveState: (key, params) =>
-        Effect.map(script<Array<string>>(STATE, [stateKey(key)], head(params)), (r) => ({
+        Effect.map(run<Array<string>>("STATE", [stateKey(key)], head(params)), (r) => ({
           rate: Number(r[0]),
           epoch: Number(r[1]),
           pausedUntil: Number(r[2]),
@@ -324,7 +303,7 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
         })),
       feedback: (key, f, params) =>
         Effect.map(
-          script<Array<string | number>>(FEEDBACK, [stateKey(key)], [
+          run<Array<string | number>>("FEEDBACK", [stateKey(key)], [
             ...head(params),
             f._tag,
             f._tag === "RateLimited" ? f.epoch : -1,
