@@ -1,12 +1,24 @@
 /**
  * The Sluice stack the CLI runs requests through, built from its options:
- * `NodeTransport` → auth → limiter → retry → `ApiClient`.
+ * `NodeTransport` → auth → limiter → circuit breaker → retry → `ApiClient`.
  *
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { ApiClient, AuthEnvironment, AuthProvider, ClientCredentials, CommandAuth, RateLimiter, RateLimiterStore, Retry, TransportDeadline } from "@sluice/core"
+import {
+  ApiClient,
+  AuthEnvironment,
+  AuthProvider,
+  CircuitBreaker,
+  CircuitBreakerStore,
+  ClientCredentials,
+  CommandAuth,
+  RateLimiter,
+  RateLimiterStore,
+  Retry,
+  TransportDeadline
+} from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import { RedisStore } from "@sluice/redis"
 import type * as Duration from "effect/Duration"
@@ -39,6 +51,8 @@ export interface StackOptions {
   readonly rate?: Rate | undefined
   readonly burst?: number | undefined
   readonly adaptive: boolean
+  /** A circuit breaker with its defaults (shared through `redis` when given). */
+  readonly breaker?: boolean | undefined
   readonly maxWait: Duration.Duration
   readonly concurrency: number
   readonly retries: number
@@ -46,7 +60,7 @@ export interface StackOptions {
   readonly timeout: Duration.Duration
   /** Bytes a response body may have (default 32 MiB). */
   readonly maxResponseSize?: number | undefined
-  /** Share the limiter's state through this Redis (`redis://…` or a unix socket path). */
+  /** Share the limiter's (and the breaker's) state through this Redis (`redis://…` or a unix socket path). */
   readonly redis?: string | undefined
 }
 
@@ -135,15 +149,22 @@ export const layer = (options: StackOptions) =>
       maxRetryAfter: options.maxRetryAfter,
       retryTokenTimeouts: true
     })
-    if (options.redis !== undefined && limiter === undefined) {
-      return yield* new UsageError({ message: "--redis shares a rate limit: give one with --rate" })
+    if (options.redis !== undefined && limiter === undefined && options.breaker !== true) {
+      return yield* new UsageError({ message: "--redis shares a rate limit or a circuit breaker: give one with --rate or --breaker" })
     }
-    const store = options.redis === undefined
-      ? RateLimiterStore.layerMemory
-      : RedisStore.layer(options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) })
+    const redis = options.redis === undefined
+      ? undefined
+      : options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) }
+    const store = redis === undefined ? RateLimiterStore.layerMemory : RedisStore.layer(redis)
+    const breaker = options.breaker === true
+      ? CircuitBreaker.layer().pipe(
+        Layer.provide(redis === undefined ? CircuitBreakerStore.layerMemory : RedisStore.layerCircuitBreaker(redis))
+      )
+      : Layer.empty
     const services = Layer.mergeAll(
       retry,
       limiter ? limiter.pipe(Layer.provide(store)) : Layer.empty,
+      breaker,
       auth
     )
     return ApiClient.layer({

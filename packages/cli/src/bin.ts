@@ -82,6 +82,9 @@ const run = CliCommand.make(
     ),
     burst: Options.integer("burst").pipe(Options.optional),
     adaptive: Options.boolean("adaptive"),
+    breaker: Options.boolean("breaker").pipe(
+      Options.withDescription("stop sending while the server keeps failing (5 failures in a row open the circuit; shared through --redis)")
+    ),
     maxWait: duration("max-wait", "45s"),
     concurrency: Options.integer("concurrency").pipe(Options.withDefault(8)),
     retries: Options.integer("retries").pipe(Options.withDefault(3)),
@@ -113,6 +116,7 @@ const run = CliCommand.make(
         rate: Option.getOrUndefined(o.rate),
         burst: Option.getOrUndefined(o.burst),
         adaptive: o.adaptive,
+        breaker: o.breaker,
         maxWait: o.maxWait,
         concurrency: o.concurrency,
         retries: o.retries,

@@ -313,4 +313,27 @@ describe("sluice run (built binary, real server)", () => {
       expect(adaptive.code).not.toBe(0)
       expect(adaptive.stderr).toContain("--adaptive needs --rate")
     }))
+
+  it.live("--breaker: a 503 storm sees a few requests, not the batch; the batch completes once the server heals", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", then: { json: { ok: true } } }] })
+      yield* server.setReply("/items", { status: 503, json: { error: "down" } })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(40)))
+      const args = ["run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "4", "--retries", "8"]
+      // healed 1.5 s after the first request arrives: before the circuit's first probe (5 s after it opens)
+      const heal = yield* Effect.fork(
+        server.awaitRequests(1).pipe(Effect.zipRight(Effect.sleep("1500 millis")), Effect.zipRight(server.setReply("/items", undefined)))
+      )
+      const r = yield* sluice([...args, "--breaker"])
+      yield* heal.await
+      expect(r.code).toBe(0)
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out).toHaveLength(40)
+      expect(out.every((o) => o.ok)).toBe(true)
+      // five failures open the circuit (a few more were already in flight); nothing more reaches the storm
+      const storm = (yield* server.stats).statuses[503] ?? 0
+      expect(storm).toBeGreaterThanOrEqual(5)
+      expect(storm).toBeLessThanOrEqual(12)
+    })), 30_000)
 })

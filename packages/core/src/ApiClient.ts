@@ -51,6 +51,7 @@ import type {
   TransportError
 } from "./ApiError.js"
 import type { AuthenticationError } from "./AuthProvider.js"
+import { CircuitBreaker, type CircuitOpenError } from "./CircuitBreaker.js"
 import { AuthProvider } from "./AuthProvider.js"
 import * as internal from "./internal/apiClient.js"
 import type { TokenAcquisitionTimeoutError } from "./RateLimiter.js"
@@ -79,6 +80,7 @@ export declare namespace ApiClient {
     | AuthenticationError
     | TokenAcquisitionTimeoutError
     | RateLimiterStoreError
+    | CircuitOpenError
 
   export interface Service {
     /**
@@ -177,8 +179,9 @@ export interface Options {
 
 /**
  * Builds the client over the `HttpClient` in context. The `AuthProvider`,
- * `RateLimiter` and `RetryPolicy` found in context, if any, are applied to
- * every request: retry outermost, then the limiter, then auth, then the
+ * `RateLimiter`, `CircuitBreaker` and `RetryPolicy` found in context, if
+ * any, are applied to every request: retry outermost, then the breaker (an
+ * open circuit takes no permit), then the limiter, then auth, then the
  * transport. Provide their layers to the client's layer to turn them on.
  *
  * A `baseUrl` that does not parse, is not http(s), or carries
@@ -195,10 +198,12 @@ export const make = (
     const auth = yield* Effect.serviceOption(AuthProvider)
     const limiter = yield* Effect.serviceOption(RateLimiter)
     const retry = yield* Effect.serviceOption(RetryPolicy)
+    const breaker = yield* Effect.serviceOption(CircuitBreaker)
     return internal.make(options, client, {
       auth: Option.getOrUndefined(auth),
       limiter: Option.getOrUndefined(limiter),
-      retry: Option.getOrUndefined(retry)
+      retry: Option.getOrUndefined(retry),
+      breaker: Option.getOrUndefined(breaker)
     })
   })
 

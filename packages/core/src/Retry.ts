@@ -7,7 +7,8 @@
  *   that, jitter only adds. A `Retry-After` beyond `maxRetryAfter` is not
  *   waited for: the 429 is returned at once, carrying the value.
  * - Retried: 408, 429, 500, 502, 503, 504, transport errors and timeouts,
- *   transient authentication errors (a token endpoint outage), and
+ *   transient authentication errors (a token endpoint outage),
+ *   `CircuitOpenError` (after the wait it names, as for a `Retry-After`), and
  *   `TokenAcquisitionTimeoutError` when `retryTokenTimeouts` is on. Never
  *   another 4xx.
  * - GET, HEAD, PUT, DELETE, OPTIONS retry freely. POST and PATCH retry only
@@ -115,6 +116,8 @@ export const decide = (
   const floor = Option.getOrElse(retryAfter, () => Duration.zero)
   switch (error._tag) {
     case "ServerSideRateLimitError":
+    case "CircuitOpenError":
+      // Nothing was processed: either may be replayed, after the wait it names.
       return Option.some(floor)
     case "HttpStatusError": {
       if (typeof error["status"] !== "number" || !RETRY_STATUS.has(error["status"])) return Option.none()

@@ -1,6 +1,7 @@
 /**
  * `RedisStore`: a `RateLimiterStore` in Redis, so many processes share one
- * quota.
+ * quota; and a `CircuitBreakerStore` (`layerCircuitBreaker`), so a fleet
+ * trips together.
  *
  * Every operation is one Lua script, one round trip, atomic on the server.
  * Time comes from Redis (`TIME`), never from the callers, so replicas with
@@ -31,13 +32,14 @@
  *
  * @since 0.1.0
  */
-import { RateLimiterStore } from "@sluice/core"
+import { CircuitBreakerStore, RateLimiterStore } from "@sluice/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as circuitBreaker from "./internal/circuitBreakerStore.js"
 import * as internal from "./internal/redisStore.js"
 
 export interface Options {
@@ -68,3 +70,36 @@ export const layerConfig = (
   options: Config.Config.Wrap<Options>
 ): Layer.Layer<RateLimiterStore.RateLimiterStore, RateLimiterStore.RateLimiterStoreError | ConfigError.ConfigError> =>
   Layer.scoped(RateLimiterStore.RateLimiterStore, Effect.flatMap(Config.unwrap(options), make))
+
+/**
+ * A `CircuitBreakerStore` in Redis: every admission and every answer is one
+ * Lua script on Redis time, so every process sharing the Redis and the key
+ * sees one circuit (one trips, all refuse; one probe's success closes it for
+ * all). The state (`<prefix><key>:circuit`) expires after the idle TTL.
+ * Redis away: the operations fail, and the breaker lets calls through (it
+ * fails open) with one warning per outage.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { CircuitBreaker } from "@sluice/core"
+ * import { RedisStore } from "@sluice/redis"
+ *
+ * const Breaker = CircuitBreaker.layer({ key: "acme-api" }).pipe(
+ *   Layer.provide(RedisStore.layerCircuitBreaker({ url: "redis://localhost:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ */
+export const makeCircuitBreaker: (
+  options: Options
+) => Effect.Effect<CircuitBreakerStore.Store, CircuitBreakerStore.CircuitBreakerStoreError, Scope.Scope> = circuitBreaker.make
+
+/**
+ * @since 0.3.0
+ */
+export const layerCircuitBreaker = (
+  options: Options
+): Layer.Layer<CircuitBreakerStore.CircuitBreakerStore, CircuitBreakerStore.CircuitBreakerStoreError> =>
+  Layer.scoped(CircuitBreakerStore.CircuitBreakerStore, makeCircuitBreaker(options))

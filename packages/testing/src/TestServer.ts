@@ -221,6 +221,13 @@ export interface TestServer {
   readonly awaitRequests: (n: number) => Effect.Effect<void>
   /** Replace a capacity route's quota while running (step down, step up). */
   readonly setCapacity: (path: string, capacity: Capacity) => Effect.Effect<void, TestServerConfigError>
+  /**
+   * Every later request to the route (after its script) gets `reply` instead
+   * of the route's `then`, until set again; `undefined` restores `then`. A
+   * 503 storm, then healed: `setReply(path, { status: 503 })`, later
+   * `setReply(path, undefined)`.
+   */
+  readonly setReply: (path: string, reply: Reply | undefined) => Effect.Effect<void, TestServerConfigError>
   /** Append replies to a route's script (the OAuth endpoint included, by its path). */
   readonly enqueue: (path: string, replies: ReadonlyArray<Reply>) => Effect.Effect<void, TestServerConfigError>
   /** Every token issued so far stops being accepted. */

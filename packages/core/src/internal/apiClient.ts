@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as ApiClient from "../ApiClient.js"
 import type * as AuthProvider from "../AuthProvider.js"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as AuthProviderModule from "../AuthProvider.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import type * as Retry from "../Retry.js"
@@ -120,6 +121,18 @@ export interface Services {
   readonly auth?: AuthProvider.Service | undefined
   readonly limiter?: RateLimiter.Service | undefined
   readonly retry?: Retry.Service | undefined
+  readonly breaker?: CircuitBreaker.Service | undefined
+}
+
+/** An attempt's outcome as the circuit breaker sees it: the answer's status, or what failed. */
+const observeAttempt = (exit: Exit.Exit<unknown, ApiClient.ApiClient.Error>, status: number): CircuitBreaker.Observation => {
+  if (Exit.isSuccess(exit)) return { _tag: "Response", status }
+  const error = Cause.failureOption(exit.cause)
+  if (Option.isNone(error)) return { _tag: "Failure", error: Cause.squash(exit.cause) }
+  const e = error.value
+  if (e._tag === "HttpStatusError") return { _tag: "Response", status: e.status }
+  if (e._tag === "ServerSideRateLimitError") return { _tag: "Response", status: 429 }
+  return { _tag: "Failure", error: e }
 }
 
 export const make = (
@@ -127,7 +140,7 @@ export const make = (
   base: HttpClient.HttpClient,
   services: Services = {}
 ): ApiClient.ApiClient.Service => {
-  const { auth, limiter, retry } = services
+  const { auth, breaker, limiter, retry } = services
   const baseUrl = normaliseBaseUrl(options.baseUrl)
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
   const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
@@ -383,7 +396,24 @@ export const make = (
     const method = req.method
     const url = req.url
     const limited = limiter !== undefined && limiter.appliesTo(req)
+    /** One attempt under the circuit breaker (before the limiter: an open circuit takes no permit). */
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
+      if (breaker === undefined) return attemptLimited(handle, onCredential)
+      return Effect.suspend(() => {
+        let status = 0
+        return breaker.run(
+          attemptLimited((response) => {
+            status = response.status
+            return handle(response)
+          }, onCredential),
+          (exit) => observeAttempt(exit, status)
+        )
+      })
+    }
+    const attemptLimited = (
+      handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
+      onCredential?: (c: AuthProvider.Credential) => void
+    ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
       if (provider === undefined && !limited) {
         return timeoutOrDeadline(
           (deadline) => Effect.flatMap(send(req, deadline), handle),

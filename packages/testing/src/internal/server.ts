@@ -206,6 +206,8 @@ class Quota {
 interface RouteState {
   readonly route: TS.Route
   readonly script: Array<TS.Reply>
+  /** Set by `setReply`: answers in place of the route's `then` (an outage, then healed). */
+  reply: TS.Reply | undefined
   quota: Quota | undefined
   readonly random: () => number
 }
@@ -276,6 +278,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         routes.push({
           route,
           script: [...(route.script ?? [])],
+          reply: undefined,
           quota: route.capacity ? new Quota(route.capacity, now()) : undefined,
           random: mulberry32(route.randomFaults?.seed ?? 42)
         })
@@ -570,7 +573,7 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
         if (reply === undefined && route.randomFaults && state.random() < route.randomFaults.probability) {
           reply = route.randomFaults.reply
         }
-        reply ??= state.script.shift() ?? route.then ?? { echo: true }
+        reply ??= state.script.shift() ?? state.reply ?? route.then ?? { echo: true }
         const latency = route.latency
         if (latency) {
           const ms = millis(latency.base, "latency.base") + millis(latency.perInFlight, "latency.perInFlight") * inFlight
@@ -645,6 +648,11 @@ export const make = (options?: TS.Options): Effect.Effect<TS.TestServer, TestSer
           return Deferred.await(deferred)
         }),
       setCapacity: (path, capacity) => catchConfig(() => setCapacityNow(path, capacity)),
+      setReply: (path, reply) =>
+        catchConfig(() => {
+          if (reply !== undefined) validateReply(reply, `setReply(${path})`)
+          findRoute(path).reply = reply
+        }),
       enqueue: (path, replies) =>
         catchConfig(() => {
           replies.forEach((r, i) => validateReply(r, `enqueue(${path})[${i}]`))
