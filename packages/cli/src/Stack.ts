@@ -96,7 +96,10 @@ const countAttempts = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
 const need = <A>(value: A | undefined, message: string): Effect.Effect<A, UsageError> =>
   value === undefined ? Effect.fail(new UsageError({ message })) : Effect.succeed(value)
 
-const authLayer = (auth: AuthOptions) =>
+/** Where `--redis` points: a unix socket path or a `redis://` URL (a secret: it may hold a password). */
+type RedisAddress = { readonly path: string } | { readonly url: Redacted.Redacted<string> }
+
+const authLayer = (auth: AuthOptions, redis: RedisAddress | undefined) =>
   Effect.gen(function*() {
     switch (auth.kind) {
       case "none":
@@ -108,14 +111,19 @@ const authLayer = (auth: AuthOptions) =>
           yield* need(auth.apiKey, "--auth api-key needs --api-key (or use --auth env with SLUICE_API_KEY)"),
           auth.apiKeyHeader ?? "X-API-Key"
         )
-      case "client-credentials":
-        return ClientCredentials.layer({
+      case "client-credentials": {
+        const options: ClientCredentials.Options = {
           tokenUrl: yield* need(auth.tokenUrl, "--auth client-credentials needs --token-url"),
           clientId: yield* need(auth.clientId, "--auth client-credentials needs --client-id"),
           clientSecret: yield* need(auth.clientSecret, "--auth client-credentials needs --client-secret (or SLUICE_AUTH_CLIENT_SECRET with --auth env)"),
           scope: auth.scope,
           audience: auth.audience
-        })
+        }
+        // With --redis every run with these credentials shares one token.
+        return redis === undefined
+          ? ClientCredentials.layer(options)
+          : ClientCredentials.layerShared(options).pipe(Layer.provide(RedisStore.layerTokenStore(redis)))
+      }
       case "command":
         return CommandAuth.layer({ command: yield* need(auth.command, "--auth command needs --auth-command") }).pipe(
           Layer.provide(NodeContext.layer)
@@ -130,7 +138,10 @@ export const layer = (options: StackOptions) =>
   Effect.gen(function*() {
     if (!(options.concurrency >= 1)) return yield* new UsageError({ message: "--concurrency must be at least 1" })
     if (!(options.retries >= 0)) return yield* new UsageError({ message: "--retries must be 0 or more" })
-    const auth = yield* authLayer(options.auth)
+    const redis: RedisAddress | undefined = options.redis === undefined
+      ? undefined
+      : options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) }
+    const auth = yield* authLayer(options.auth, redis)
     const limiter: Layer.Layer<RateLimiter.RateLimiter, never, RateLimiterStore.RateLimiterStore> | undefined =
       options.rate === undefined
         ? options.adaptive
@@ -149,12 +160,11 @@ export const layer = (options: StackOptions) =>
       maxRetryAfter: options.maxRetryAfter,
       retryTokenTimeouts: true
     })
-    if (options.redis !== undefined && limiter === undefined && options.breaker !== true) {
-      return yield* new UsageError({ message: "--redis shares a rate limit or a circuit breaker: give one with --rate or --breaker" })
+    if (options.redis !== undefined && limiter === undefined && options.breaker !== true && options.auth.kind !== "client-credentials") {
+      return yield* new UsageError({
+        message: "--redis shares a rate limit, a circuit breaker or an OAuth2 token: give --rate, --breaker or --auth client-credentials"
+      })
     }
-    const redis = options.redis === undefined
-      ? undefined
-      : options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) }
     const store = redis === undefined ? RateLimiterStore.layerMemory : RedisStore.layer(redis)
     const breaker = options.breaker === true
       ? CircuitBreaker.layer().pipe(

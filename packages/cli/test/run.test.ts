@@ -191,23 +191,32 @@ describe("sluice run (built binary, real server)", () => {
       expect(out.every((o) => o.ok)).toBe(true)
     })))
 
-  it.live("--redis: two concurrent runs share one quota", () =>
+  it.live("--redis: two concurrent runs share one quota and one OAuth2 token", () =>
     Effect.scoped(Effect.gen(function*() {
       const redis = yield* RedisServer.start
-      const server = yield* TestServer.make({ routes: [{ path: "/items", capacity: { rate: 20 }, then: { json: 1 } }], logLimit: 1000 })
+      const server = yield* TestServer.make({
+        oauth: { clientId: "app", clientSecret: "s3cret-value" },
+        routes: [{ path: "/items", requireAuth: true, capacity: { rate: 20 }, then: { json: 1 } }],
+        logLimit: 1000
+      })
       const dir = tmp()
       Fs.writeFileSync(`${dir}/a.jsonl`, jsonl(requests(40)))
       Fs.writeFileSync(`${dir}/b.jsonl`, jsonl(requests(40).map((r) => ({ ...r, id: `b${r.id}` }))))
       const args = (x: string) => [
         "run", "--base-url", server.url, "--input", `${dir}/${x}.jsonl`, "--output", `${dir}/${x}.out.jsonl`,
-        "--rate", "20/1s", "--burst", "1", "--redis", redis.socket, "--concurrency", "4"
+        "--rate", "20/1s", "--burst", "1", "--redis", redis.socket, "--concurrency", "4",
+        "--auth", "client-credentials", "--client-id", "app", "--client-secret", "s3cret-value", "--token-url", `${server.url}/oauth/token`
       ]
       const [a, b] = yield* Effect.all([sluice(args("a")), sluice(args("b"))], { concurrency: "unbounded" })
       expect([a.code, b.code]).toEqual([0, 0])
       // 80 requests at a shared 20/s: no 429 from the server, and it took about 4 s, not 2
       expect((yield* server.stats).tooManyRequests).toBe(0)
       const at = (yield* server.log).map((r) => r.at).sort((x, y) => x - y)
+      expect(at.length).toBe(81) // 80 requests and one token request
       expect(at[at.length - 1]! - at[0]!).toBeGreaterThanOrEqual(3500)
+      // one token for both runs, and no request without one
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      expect((yield* server.stats).statuses[401] ?? 0).toBe(0)
     })), 60_000)
 
   it.live("a second run on the same output fails at once, names the holder and sends nothing", () =>

@@ -40,6 +40,7 @@ import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { type AuthenticationError, AuthProvider } from "./AuthProvider.js"
+import { TokenStore } from "./TokenStore.js"
 import type * as AP from "./AuthProvider.js"
 import * as internal from "./internal/clientCredentials.js"
 
@@ -66,11 +67,17 @@ export interface Options {
    * client secrets over plain HTTP anyway; a warning is logged.
    */
   readonly allowInsecureTokenUrl?: boolean | undefined
+  /**
+   * With `layerShared`: the key the shared token is stored under. Default
+   * the client id, token URL, scope and audience joined, so clients with
+   * the same credentials share one token and no others do.
+   */
+  readonly sharedKey?: string | undefined
 }
 
-export const make: (
+export const make = (
   options: Options
-) => Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> = internal.make
+): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> => internal.make(options)
 
 export const layer = (options: Options): Layer.Layer<AuthProvider, AuthenticationError, HttpClient.HttpClient> =>
   Layer.scoped(AuthProvider, make(options))
@@ -79,3 +86,39 @@ export const layerConfig = (
   options: Config.Config.Wrap<Options>
 ): Layer.Layer<AuthProvider, AuthenticationError | ConfigError.ConfigError, HttpClient.HttpClient> =>
   Layer.scoped(AuthProvider, Effect.flatMap(Config.unwrap(options), make))
+
+/**
+ * One token for every client that shares the `TokenStore` (every process,
+ * with `RedisStore.layerTokenStore`): one token request per refresh for the
+ * whole fleet. A client that finds the shared token due takes the refresh
+ * lock and fetches for everyone; the others keep using the current token
+ * meanwhile, wait for the new one (at most `tokenTimeout`), then fetch on
+ * their own. A 401 drops the shared token for everyone, once. The store
+ * away: each client fetches its own tokens (the local single-flight cache)
+ * with one warning, and shares again when the store returns.
+ *
+ * @example
+ * ```ts
+ * import { Layer, Redacted } from "effect"
+ * import { ClientCredentials } from "@sluice/core"
+ * import { RedisStore } from "@sluice/redis"
+ *
+ * const Auth = ClientCredentials.layerShared({
+ *   tokenUrl: "https://idp.example.com/oauth/token",
+ *   clientId: "my-app",
+ *   clientSecret: Redacted.make(process.env.CLIENT_SECRET!)
+ * }).pipe(Layer.provide(RedisStore.layerTokenStore({ url: "redis://localhost:6379" })))
+ * ```
+ *
+ * @since 0.3.0
+ */
+export const makeShared = (
+  options: Options
+): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | TokenStore | Scope.Scope> =>
+  Effect.flatMap(TokenStore, (store) => internal.make(options, store))
+
+/**
+ * @since 0.3.0
+ */
+export const layerShared = (options: Options): Layer.Layer<AuthProvider, AuthenticationError, HttpClient.HttpClient | TokenStore> =>
+  Layer.scoped(AuthProvider, makeShared(options))

@@ -175,7 +175,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         Schedule.modifyDelayEffect((error, d) => {
           const floor = Option.getOrElse(decide(error, request, options), () => Duration.zero)
           if (Duration.lessThanOrEqualTo(floor, d)) return Effect.succeed(d)
-          return Effect.map(Random.next, (u) => Duration.millis(Duration.toMillis(floor) * (1 + 0.1 * u)))
+          // whole milliseconds: a fractional one is a fractional nanosecond count, which the TestClock cannot sleep
+          return Effect.map(Random.next, (u) => Duration.millis(Math.ceil(Duration.toMillis(floor) * (1 + 0.1 * u))))
         }),
         Schedule.check((error) => spend(error)),
         Schedule.tapOutput(() => Metric.increment(retries))

@@ -1,13 +1,15 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { TestServer } from "@sluice/testing"
+import { NodeTransport } from "@sluice/node"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
-import { AuthProvider, ClientCredentials, Retry } from "../src/index.js"
+import { ApiClient, AuthProvider, ClientCredentials, Retry, TokenStore } from "../src/index.js"
 import { setupWith, until } from "./helpers.js"
 
 const SECRET = "cl1ent-s3cret-value"
@@ -307,3 +309,92 @@ describe("a token endpoint's answer is validated", () => {
     }))
 })
 
+
+describe("ClientCredentials.layerShared: one token for every client sharing a TokenStore", () => {
+  const sharing = (server: TestServer.TestServer, store: TokenStore.Store) =>
+    Effect.map(
+      Layer.build(
+        ApiClient.layer({ baseUrl: server.url }).pipe(
+          Layer.provide(
+            ClientCredentials.layerShared({ tokenUrl: `${server.url}/oauth/token`, clientId: "app", clientSecret: Redacted.make(SECRET) }).pipe(
+              Layer.provide(Layer.succeed(TokenStore.TokenStore, store))
+            )
+          ),
+          Layer.provideMerge(NodeTransport.layer())
+        )
+      ),
+      (ctx) => Context.get(ctx, ApiClient.ApiClient)
+    )
+
+  it.scoped("one token request per refresh for all of them; a 401 drops the shared token once", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        oauth: oauth({ tokenLifetime: "30 seconds" }),
+        routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }]
+      })
+      const store = yield* TokenStore.makeMemory
+      const clients = yield* Effect.all([sharing(server, store), sharing(server, store), sharing(server, store)])
+      // the clients that wait for another's refresh poll the store: test time passes in small steps meanwhile
+      const pumped = <A, E>(effect: Effect.Effect<A, E>) =>
+        Effect.raceFirst(
+          effect,
+          Effect.forever(Effect.zipRight(TestClock.adjust("50 millis"), Effect.promise(() => new Promise((r) => setTimeout(r, 2))))).pipe(
+            Effect.zipRight(Effect.never)
+          )
+        )
+      const everyone = pumped(
+        Effect.all(clients.flatMap((api) => Array.from({ length: 20 }, () => api.get("/api"))), { concurrency: "unbounded" })
+      )
+      yield* everyone
+      expect((yield* server.stats).tokenRequests).toBe(1)
+      // due for refresh (a 30 s token refreshes at 15 s): one client fetches for all, the others wait for it
+      yield* TestClock.adjust("16 seconds")
+      yield* everyone
+      yield* until(server, 122) // 60 + 60 calls and two token requests
+      yield* TestClock.adjust("1 second")
+      yield* everyone
+      expect((yield* server.stats).tokenRequests).toBe(2)
+      // past the old token's expiry (and the next refresh, one for all again) no request goes out with it
+      yield* TestClock.adjust("20 seconds")
+      yield* everyone
+      yield* pumped(Effect.sleep("1 second")) // the clients waiting for that refresh take its token
+      expect((yield* server.stats).tokenRequests).toBe(3)
+      expect((yield* server.stats).statuses[401] ?? 0).toBe(0)
+      // revoked: each client meets one 401, the shared token is dropped once, one token request for all
+      yield* server.revokeTokens
+      yield* pumped(Effect.all(clients.map((api) => api.get("/api"))))
+      expect((yield* server.stats).tokenRequests).toBe(4)
+      expect((yield* server.stats).statuses[401]).toBe(3)
+    }))
+
+  it.scoped("the store away: each client fetches its own token, with a warning, and shares again when it returns", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ oauth: oauth(), routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] })
+      const memory = yield* TokenStore.makeMemory
+      let away = true
+      const unreachable = new TokenStore.TokenStoreError({ message: "connection refused" })
+      const unlessAway = <A>(effect: Effect.Effect<A, TokenStore.TokenStoreError>) =>
+        Effect.suspend(() => away ? Effect.fail(unreachable) : effect)
+      const flaky: TokenStore.Store = {
+        get: (key) => unlessAway(memory.get(key)),
+        tryLock: (key, owner, ttl) => unlessAway(memory.tryLock(key, owner, ttl)),
+        publish: (key, owner, headers, lifetime) => unlessAway(memory.publish(key, owner, headers, lifetime)),
+        unlock: (key, owner) => unlessAway(memory.unlock(key, owner)),
+        drop: (key, headers) => unlessAway(memory.drop(key, headers))
+      }
+      const logs: Array<string> = []
+      const logger = Logger.make(({ message }) => logs.push(String(message)))
+      const [a, b] = yield* Effect.all([sharing(server, flaky), sharing(server, flaky)]).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      yield* Effect.all([a.get("/api"), b.get("/api")]).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect((yield* server.stats).tokenRequests).toBe(2)
+      expect(logs.some((l) => l.includes("shared token store is unreachable"))).toBe(true)
+      expect(logs.join("\n")).not.toContain("Bearer")
+      away = false
+      yield* TestClock.adjust("11 minutes")
+      yield* a.get("/api")
+      yield* b.get("/api")
+      expect((yield* server.stats).tokenRequests).toBe(3)
+    }))
+})

@@ -1,7 +1,8 @@
 /**
  * `RedisStore`: a `RateLimiterStore` in Redis, so many processes share one
- * quota; and a `CircuitBreakerStore` (`layerCircuitBreaker`), so a fleet
- * trips together.
+ * quota; a `CircuitBreakerStore` (`layerCircuitBreaker`), so a fleet
+ * trips together; and a `TokenStore` (`layerTokenStore`), so a fleet shares
+ * one OAuth2 token.
  *
  * Every operation is one Lua script, one round trip, atomic on the server.
  * Time comes from Redis (`TIME`), never from the callers, so replicas with
@@ -32,7 +33,7 @@
  *
  * @since 0.1.0
  */
-import { CircuitBreakerStore, RateLimiterStore } from "@sluice/core"
+import { CircuitBreakerStore, RateLimiterStore, TokenStore } from "@sluice/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -41,6 +42,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as circuitBreaker from "./internal/circuitBreakerStore.js"
 import * as internal from "./internal/redisStore.js"
+import * as tokenStore from "./internal/tokenStore.js"
 
 export interface Options {
   /** `redis://[:password@]host:port/db`. One of `url` or `path`. */
@@ -103,3 +105,42 @@ export const layerCircuitBreaker = (
   options: Options
 ): Layer.Layer<CircuitBreakerStore.CircuitBreakerStore, CircuitBreakerStore.CircuitBreakerStoreError> =>
   Layer.scoped(CircuitBreakerStore.CircuitBreakerStore, makeCircuitBreaker(options))
+
+/**
+ * A `TokenStore` in Redis, for `ClientCredentials.layerShared`: every
+ * process with the same credentials uses one token, and a refresh is one
+ * token request for the whole fleet (a lock with a TTL decides who fetches).
+ *
+ * The token is a secret at rest. What is stored: the hash
+ * `<prefix>token:<key>` (`key` is the client id, token URL, scope and
+ * audience joined, or `ClientCredentials`' `sharedKey`) holding the headers
+ * sent with each request (`authorization: Bearer …`) and the lifetime the
+ * token was issued with; its TTL is what is left of that lifetime, so Redis
+ * drops it when it expires. The lock, `<prefix>token:<key>:lock`, holds a
+ * random owner name for at most the token timeout. Nothing is logged. Give
+ * the fleet a Redis (or a prefix, with ACLs) that only it can read.
+ *
+ * @example
+ * ```ts
+ * import { Layer, Redacted } from "effect"
+ * import { ClientCredentials } from "@sluice/core"
+ * import { RedisStore } from "@sluice/redis"
+ *
+ * const Auth = ClientCredentials.layerShared({
+ *   tokenUrl: "https://idp.example.com/oauth/token",
+ *   clientId: "my-app",
+ *   clientSecret: Redacted.make(process.env.CLIENT_SECRET!)
+ * }).pipe(Layer.provide(RedisStore.layerTokenStore({ url: "redis://localhost:6379", prefix: "myapp:" })))
+ * ```
+ *
+ * @since 0.3.0
+ */
+export const makeTokenStore: (
+  options: Options
+) => Effect.Effect<TokenStore.Store, TokenStore.TokenStoreError, Scope.Scope> = tokenStore.make
+
+/**
+ * @since 0.3.0
+ */
+export const layerTokenStore = (options: Options): Layer.Layer<TokenStore.TokenStore, TokenStore.TokenStoreError> =>
+  Layer.scoped(TokenStore.TokenStore, makeTokenStore(options))

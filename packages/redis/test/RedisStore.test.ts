@@ -196,7 +196,8 @@ describe("RedisStore", () => {
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 0 }, PARAMS) // unmeasured: the penalty
           yield* note
           for (let i = 0; i < 30; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
-          yield* Effect.sleep("1100 millis")
+          // long enough that the round trips of a loaded machine are a small share of the span measured
+          yield* Effect.sleep("3 seconds")
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 300 }, PARAMS) // measured
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 500 }, PARAMS) // stale: pause only
           yield* note

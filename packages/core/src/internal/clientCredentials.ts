@@ -4,6 +4,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Duration from "effect/Duration"
 import * as Encoding from "effect/Encoding"
 import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as AP from "../AuthProvider.js"
@@ -12,6 +13,7 @@ import type * as CC from "../ClientCredentials.js"
 import { excerpt } from "../ApiError.js"
 import { causeInfo } from "./errors.js"
 import { ERROR_BODY_READ_LIMIT, readText } from "./responseBody.js"
+import type * as TokenStore from "../TokenStore.js"
 import { Scrubber } from "./scrub.js"
 import * as TokenCache from "./tokenCache.js"
 
@@ -52,7 +54,14 @@ const basic = (id: string, secret: string) =>
 /** A token endpoint's answer is a small JSON object: more than this is not one. */
 const MAX_TOKEN_RESPONSE_SIZE = 1024 * 1024
 
-export const make = (options: CC.Options): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> =>
+/** The shared store's key for these credentials: one token per client, endpoint, scope and audience. */
+export const sharedKey = (options: CC.Options): string =>
+  [options.clientId, options.tokenUrl, options.scope ?? "", options.audience ?? ""].join("|")
+
+export const make = (
+  options: CC.Options,
+  store?: TokenStore.Store
+): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const urlCheck = checkTokenUrl(options.tokenUrl, options.allowInsecureTokenUrl === true)
     if (urlCheck instanceof AuthenticationError) return yield* urlCheck
@@ -179,10 +188,18 @@ export const make = (options: CC.Options): Effect.Effect<AP.Service, Authenticat
       Effect.withSpan("sluice.auth.client_credentials", { attributes: { "oauth.client_id": options.clientId } })
     )
 
+    const shared: TokenCache.Shared | undefined = store === undefined ? undefined : {
+      store,
+      key: options.sharedKey ?? sharedKey(options),
+      owner: `sluice-${(yield* Random.nextInt).toString(36)}-${(yield* Random.nextInt).toString(36)}`,
+      // A refresher that died frees the lock once its token request would have timed out.
+      lockTtlMillis: Duration.toMillis(tokenTimeout) + 1_000,
+      waitMillis: Duration.toMillis(tokenTimeout)
+    }
     const cache = yield* TokenCache.make(fetchToken, {
       refreshMarginMillis: refreshMargin,
       backoffBaseMillis: backoffBase,
       permanentTtlMillis: permanentTtl
-    })
+    }, shared)
     return { ...cache, refreshable: true, secretHeaders: ["authorization"] } satisfies AP.Service
   })
