@@ -117,6 +117,7 @@ export const run = (options: Options) =>
         const t0 = performance.now()
         const result = yield* api.request(request.method, request.path, {
           ...(request.body !== undefined ? { body: request.body } : {}),
+          ...(request.cost !== undefined ? { cost: request.cost } : {}),
           headers: request.headers
         }).pipe(Effect.locally(currentAttemptLog, attempts), Effect.either)
         const durationMs = Math.round(performance.now() - t0)

@@ -2,7 +2,8 @@
  * The batch's input and output files.
  *
  * Input: one JSON object per line, `{"id", "method", "path", "body",
- * "headers", "idempotencyKey"}`. A bad line becomes a failed record (with its
+ * "headers", "idempotencyKey", "cost"}` (`cost`: what the request takes from
+ * `--token-rate`, e.g. its LLM tokens). A bad line becomes a failed record (with its
  * line number) rather than stopping the batch. An id is compared as text:
  * `1` and `"1"` are the same id, so the second is a duplicate (reported with
  * its line, not sent). A line without an id is `line-N` (its line number);
@@ -29,7 +30,8 @@ export const RequestLine = Schema.Struct({
   path: Schema.String,
   body: Schema.optional(Schema.Unknown),
   headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
-  idempotencyKey: Schema.optional(Schema.String)
+  idempotencyKey: Schema.optional(Schema.String),
+  cost: Schema.optional(Schema.Number.pipe(Schema.positive(), Schema.finite()))
 })
 
 export interface BatchRequest {
@@ -39,6 +41,8 @@ export interface BatchRequest {
   readonly path: string
   readonly body: unknown
   readonly headers: Readonly<Record<string, string>>
+  /** What it takes from a tokens limiter (`--token-rate`). */
+  readonly cost?: number | undefined
 }
 
 export interface Invalid {
@@ -81,7 +85,7 @@ export const parseLine = (text: string, line: number): BatchRequest | Invalid | 
   const r = decoded.right
   const headers = { ...(r.headers ?? {}) }
   if (r.idempotencyKey !== undefined) headers["Idempotency-Key"] = r.idempotencyKey
-  return { id, line, method: r.method.toUpperCase() as BatchRequest["method"], path: r.path, body: r.body, headers }
+  return { id, line, method: r.method.toUpperCase() as BatchRequest["method"], path: r.path, body: r.body, headers, cost: r.cost }
 }
 
 /** The output record of one request. */

@@ -50,6 +50,8 @@ export interface StackOptions {
   readonly auth: AuthOptions
   readonly rate?: Rate | undefined
   readonly burst?: number | undefined
+  /** A quota counted in each request's cost (LLM tokens), held alongside `rate`. */
+  readonly tokenRate?: Rate | undefined
   readonly adaptive: boolean
   /** A circuit breaker with its defaults (shared through `redis` when given). */
   readonly breaker?: boolean | undefined
@@ -142,19 +144,27 @@ export const layer = (options: StackOptions) =>
       ? undefined
       : options.redis.startsWith("/") ? { path: options.redis } : { url: Redacted.make(options.redis) }
     const auth = yield* authLayer(options.auth, redis)
-    const limiter: Layer.Layer<RateLimiter.RateLimiter, never, RateLimiterStore.RateLimiterStore> | undefined =
-      options.rate === undefined
-        ? options.adaptive
-          ? yield* new UsageError({ message: "--adaptive needs --rate: the most the server may get, e.g. --rate 50/1s" })
-          : undefined
-        : options.adaptive
-        ? RateLimiter.layerAdaptive({ limit: options.rate.limit, window: options.rate.window, maxWait: options.maxWait })
-        : RateLimiter.layerTokenBucket({
-          limit: options.rate.limit,
-          window: options.rate.window,
-          burst: options.burst,
-          maxWait: options.maxWait
+    if (options.rate === undefined && options.tokenRate === undefined && options.adaptive) {
+      return yield* new UsageError({ message: "--adaptive needs --rate: the most the server may get, e.g. --rate 50/1s" })
+    }
+    const make = (rate: Rate, unit: "requests" | "tokens") =>
+      options.adaptive
+        ? RateLimiter.makeAdaptive({ limit: rate.limit, window: rate.window, maxWait: options.maxWait, unit, key: unit === "tokens" ? "sluice-tokens" : "sluice" })
+        : RateLimiter.makeTokenBucket({
+          limit: rate.limit,
+          window: rate.window,
+          // a tokens bucket holds one window's worth: a request may cost far more than one second's refill
+          burst: unit === "tokens" ? rate.limit : options.burst,
+          maxWait: options.maxWait,
+          unit,
+          key: unit === "tokens" ? "sluice-tokens" : "sluice"
         })
+    const limiters = [
+      ...(options.rate !== undefined ? [make(options.rate, "requests")] : []),
+      ...(options.tokenRate !== undefined ? [make(options.tokenRate, "tokens")] : [])
+    ]
+    const limiter: Layer.Layer<RateLimiter.RateLimiter, never, RateLimiterStore.RateLimiterStore> | undefined =
+      limiters.length === 0 ? undefined : RateLimiter.layerAll(limiters)
     const retry = Retry.layer({
       maxAttempts: options.retries + 1,
       maxRetryAfter: options.maxRetryAfter,

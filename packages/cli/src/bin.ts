@@ -81,6 +81,11 @@ const run = CliCommand.make(
       Options.optional
     ),
     burst: Options.integer("burst").pipe(Options.optional),
+    tokenRate: Options.text("token-rate").pipe(
+      Options.mapEffect((s) => Either.mapLeft(Spec.parseRate(s), invalid)),
+      Options.optional,
+      Options.withDescription("a second quota counted in each line's cost (e.g. LLM tokens): 90000/1m; adaptive with --adaptive")
+    ),
     adaptive: Options.boolean("adaptive"),
     breaker: Options.boolean("breaker").pipe(
       Options.withDescription("stop sending while the server keeps failing (5 failures in a row open the circuit; shared through --redis)")
@@ -115,6 +120,7 @@ const run = CliCommand.make(
         },
         rate: Option.getOrUndefined(o.rate),
         burst: Option.getOrUndefined(o.burst),
+        tokenRate: Option.getOrUndefined(o.tokenRate),
         adaptive: o.adaptive,
         breaker: o.breaker,
         maxWait: o.maxWait,

@@ -345,4 +345,24 @@ describe("sluice run (built binary, real server)", () => {
       expect(storm).toBeGreaterThanOrEqual(5)
       expect(storm).toBeLessThanOrEqual(12)
     })), 30_000)
+
+  it.live("--token-rate holds a tokens quota counted in each line's cost, beside --rate", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/items", then: { json: { ok: true } } }], logLimit: 1000 })
+      const dir = tmp()
+      // ten requests of 500 tokens at 2,000 tokens a second (a bucket of 2,000): four at once, then one every 250 ms
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl([...requests(10, { cost: 500 }), { id: "bad", path: "/items", cost: -3 }]))
+      const r = yield* sluice([
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--rate", "100/1s", "--token-rate", "2000/1s", "--concurrency", "10"
+      ])
+      expect(r.code).toBe(1) // the bad line
+      const out = readOutput(`${dir}/out.jsonl`)
+      expect(out.filter((o) => o.ok)).toHaveLength(10)
+      expect(out.find((o) => o.id === "bad")?.ok).toBe(false)
+      const at = (yield* server.log).map((x) => x.at).sort((a, b) => a - b)
+      expect(at).toHaveLength(10)
+      expect(at[9]! - at[0]!).toBeGreaterThanOrEqual(1_300)
+      expect(at[3]! - at[0]!).toBeLessThan(250)
+    })), 30_000)
 })

@@ -125,6 +125,12 @@ export interface RequestOptions<A = unknown, I = unknown> {
   readonly path?: Readonly<Record<string, string | number>>
   /** Decode the JSON body with this schema; a mismatch is a `ResponseDecodeError` with `reason: "Schema"`. */
   readonly schema?: Schema.Schema<A, I, never>
+  /**
+   * The request's cost for a tokens rate limiter (`unit: "tokens"`), e.g. an
+   * estimate of its LLM tokens: it takes that many permits. Default 1;
+   * requests limiters ignore it.
+   */
+  readonly cost?: number
 }
 
 export interface Options {

@@ -266,12 +266,40 @@ const separate = (
 }
 
 /**
+ * The token quotas AI APIs announce beside the request quota: OpenAI's
+ * `x-ratelimit-{limit,remaining,reset}-tokens` and Anthropic's
+ * `anthropic-ratelimit-tokens-{limit,remaining,reset}` (input and output
+ * tokens together), both refilling continuously.
+ */
+const tokenQuotas = (headers: Headers, nowMillis: number): Quota | undefined => {
+  const found: Array<Quota> = []
+  const openAi = separate(
+    headers,
+    { limit: "x-ratelimit-limit-tokens", remaining: "x-ratelimit-remaining-tokens", reset: "x-ratelimit-reset-tokens" },
+    parseGoDuration
+  )
+  if (openAi !== undefined) found.push({ ...openAi, continuous: true })
+  const anthropic = separate(
+    headers,
+    { limit: "anthropic-ratelimit-tokens-limit", remaining: "anthropic-ratelimit-tokens-remaining", reset: "anthropic-ratelimit-tokens-reset" },
+    (t) => parseRfc3339(t, nowMillis)
+  )
+  if (anthropic !== undefined) found.push({ ...anthropic, continuous: true })
+  return tightest(found)
+}
+
+/**
  * Every quota the response announces, combined: the tightest remaining pace
  * (remaining over time to reset), with the tightest policy as
  * `ceilingPerSecond`. `undefined` when the response announces nothing usable.
  * Header names must be lower case, as `@effect/platform` gives them.
+ *
+ * `unit: "tokens"` reads the token quotas instead (OpenAI's
+ * `x-ratelimit-*-tokens`, Anthropic's `anthropic-ratelimit-tokens-*`), for a
+ * limiter whose permits are tokens.
  */
-export const parse = (headers: Headers, nowMillis: number): Quota | undefined => {
+export const parse = (headers: Headers, nowMillis: number, unit: "requests" | "tokens" = "requests"): Quota | undefined => {
+  if (unit === "tokens") return tokenQuotas(headers, nowMillis)
   const policies = parsePolicies(headers["ratelimit-policy"])
   const found: Array<Quota> = [...structured(headers, policies)]
   const seven = draft7(headers)

@@ -10,6 +10,9 @@
  *   just under and probed rarely; `Retry-After` pauses every caller (at most
  *   `maxPause`); quota headers in every form (`RateLimitHeaders`) pace it
  *   before any 429. The algorithm: `internal/adaptive.ts`.
+ * - **Cost-weighted permits** (`unit: "tokens"`): a request takes its `cost`
+ *   (e.g. its LLM tokens), in arrival order; `all` / `layerAll` hold a
+ *   requests and a tokens quota together.
  * - An optional **concurrency cap** (in-flight limit) on either.
  *
  * State lives in a `RateLimiterStore` (memory here, Redis in `@sluice/redis`).
@@ -77,22 +80,36 @@ export interface Permit {
   readonly epoch: number
   /** Store time the permit was granted at (its slot, plus the pauses it waited out). */
   readonly sentAt?: number | undefined
+  /** Permits it took (a request's cost, for a tokens limiter); a missing weight is one. */
+  readonly weight?: number | undefined
+  /** The permits of each limiter, for limiters combined with `all`. */
+  readonly parts?: ReadonlyArray<Permit> | undefined
 }
 
 export interface Service {
   /** The key the limiter's state is stored under. */
   readonly key: string
+  /** What one permit is: a request, or one unit of a request's cost (e.g. an LLM token). */
+  readonly unit: "requests" | "tokens"
   /** Whether a request goes through this limiter (default: every request). */
   readonly appliesTo: (request: HttpClientRequest.HttpClientRequest) => boolean
   readonly acquire: Effect.Effect<Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>
+  /**
+   * `weight` permits at once, in arrival order: a heavy request waits until
+   * the bucket has refilled that much; lighter ones behind it do not overtake it.
+   */
+  readonly acquireWeighted: (weight: number) => Effect.Effect<Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>
   readonly report: (permit: Permit, outcome: Outcome) => Effect.Effect<void>
   /**
    * Runs `effect` under a permit (and a concurrency slot, when capped),
-   * reporting its outcome as `classify` says.
+   * reporting its outcome as `classify` says. `cost` is the request's cost
+   * (e.g. an estimate of its LLM tokens): a tokens limiter takes that many
+   * permits, a requests limiter one.
    */
   readonly run: <A, E, R>(
     effect: Effect.Effect<A, E, R>,
-    classify: (exit: Exit.Exit<A, E>) => Outcome
+    classify: (exit: Exit.Exit<A, E>) => Outcome,
+    cost?: number
   ) => Effect.Effect<A, E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
 }
 
@@ -110,6 +127,16 @@ export interface CommonOptions {
   readonly appliesTo?: ((request: HttpClientRequest.HttpClientRequest) => boolean) | undefined
   /** Store key. Default `"sluice"`; limiters sharing a key (and a store) share a quota. */
   readonly key?: string | undefined
+  /**
+   * What one permit is. `"requests"` (the default): each request takes one.
+   * `"tokens"`: each request takes its `cost` (`ApiClient`'s `cost` option,
+   * e.g. an estimate of its LLM tokens; one when not given), and an adaptive
+   * limiter learns from the servers' token quota headers (OpenAI's
+   * `x-ratelimit-*-tokens`, Anthropic's `anthropic-ratelimit-tokens-*`).
+   * Combine one of each with `all` to hold a requests-per-minute and a
+   * tokens-per-minute quota together.
+   */
+  readonly unit?: "requests" | "tokens" | undefined
 }
 
 export interface TokenBucketOptions extends CommonOptions {
@@ -180,3 +207,34 @@ export const limit = (limiter: Service) =>
       ? Effect.flatMap(Clock.currentTimeMillis, (now) => limiter.run(effect, (exit) => internal.classifyResponseExit(exit, now)))
       : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
 
+
+/**
+ * Several limiters as one: a request takes a permit from each (a tokens
+ * limiter takes its cost), in order, and its outcome is reported to each.
+ * The usual pair for an AI API: requests per minute and tokens per minute.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { RateLimiter, RateLimiterStore } from "@sluice/core"
+ *
+ * const Limiter = RateLimiter.layerAll([
+ *   RateLimiter.makeAdaptive({ limit: 500, window: "1 minute", key: "rpm" }),
+ *   RateLimiter.makeAdaptive({ limit: 90_000, window: "1 minute", key: "tpm", unit: "tokens" })
+ * ]).pipe(Layer.provide(RateLimiterStore.layerMemory))
+ * // api.post("/v1/chat/completions", { body, cost: estimatedTokens })
+ * ```
+ *
+ * @since 0.3.0
+ * @category combinators
+ */
+export const all: (limiters: ReadonlyArray<Service>) => Service = internal.all
+
+/**
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerAll = (
+  limiters: ReadonlyArray<Effect.Effect<Service, never, RateLimiterStore>>
+): Layer.Layer<RateLimiter, never, RateLimiterStore> =>
+  Layer.effect(RateLimiter, Effect.map(Effect.all(limiters), all))

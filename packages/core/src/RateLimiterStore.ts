@@ -49,6 +49,8 @@ export interface Reservation {
   readonly waitMillis: number
   /** Interval the slot was reserved at (to give it back exactly). */
   readonly intervalMillis: number
+  /** Permits it took (a weighted request's cost); a missing weight is one. */
+  readonly weight?: number | undefined
   /** Adaptive epoch when reserved: a 429 for an older epoch is already accounted for. */
   readonly epoch: number
   /** Total pause time added to the schedule so far, to learn what a later pause owes. */
@@ -101,6 +103,12 @@ export interface ReserveOptions {
   readonly burst: number
   /** Refuse when the slot is further than this. `Infinity` never refuses. */
   readonly maxWaitMillis: number
+  /**
+   * Permits this reservation takes (a request's cost, e.g. its LLM tokens). Default 1. A heavy
+   * reservation waits until the bucket has refilled that much, in slot order: the light ones
+   * behind it do not overtake it, and it does not starve.
+   */
+  readonly weight?: number | undefined
   readonly adaptive?: AdaptiveParams | undefined
 }
 
@@ -124,7 +132,13 @@ export type Feedback =
    * The server admitted the request (a 2xx, or a 4xx other than 429), maybe announcing its quota;
    * `sentAt` is the store time its permit was granted (to learn a quota window's length).
    */
-  | { readonly _tag: "Success"; readonly quota?: Quota | undefined; readonly sentAt?: number | undefined }
+  | {
+    readonly _tag: "Success"
+    readonly quota?: Quota | undefined
+    readonly sentAt?: number | undefined
+    /** Permits the request took (its cost): what the server accepted, for the measured rate. Default 1. */
+    readonly weight?: number | undefined
+  }
   /** A 429 for a permit of `epoch`. */
   | {
     readonly _tag: "RateLimited"
@@ -196,13 +210,16 @@ export const reserveSlot = (
   now: number,
   intervalMillis: number,
   burst: number,
-  maxWaitMillis: number
+  maxWaitMillis: number,
+  weight = 1
 ): { readonly slot: number; readonly waitMillis: number } | { readonly rejectedWait: number } => {
-  const tolerance = (Math.max(1, burst) - 1) * intervalMillis
+  // A weighted GCRA: `weight` permits fit once the bucket holds that many (a weight over the
+  // burst goes into debt: it waits for the refill it lacks).
+  const tolerance = (Math.max(1, burst) - weight) * intervalMillis
   const slot = Math.max(now, state.tat - tolerance, state.pausedUntil)
   const wait = slot - now
   if (wait > maxWaitMillis) return { rejectedWait: wait }
-  state.tat = Math.max(state.tat, now, state.pausedUntil) + intervalMillis
+  state.tat = Math.max(state.tat, now, state.pausedUntil) + weight * intervalMillis
   return { slot, waitMillis: wait }
 }
 
@@ -256,10 +273,11 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
         const s = get(key, params)
         const t = now()
         const interval = o.intervalMillis ?? 1000 / Adaptive.rateAt(s, t, params)
-        const r = reserveSlot(s, t, interval, o.burst, o.maxWaitMillis)
+        const weight = o.weight ?? 1
+        const r = reserveSlot(s, t, interval, o.burst, o.maxWaitMillis, weight)
         if ("rejectedWait" in r) return { _tag: "Rejected", waitMillis: r.rejectedWait } as const
         if (o.intervalMillis === undefined) Adaptive.noteReservation(s, t, r.waitMillis > 0)
-        return { _tag: "Reserved", slot: r.slot, waitMillis: r.waitMillis, intervalMillis: interval, epoch: s.epoch, shift: s.shift } as const
+        return { _tag: "Reserved", slot: r.slot, waitMillis: r.waitMillis, intervalMillis: interval, weight, epoch: s.epoch, shift: s.shift } as const
       }),
     release: (key, reservation) =>
       Effect.sync(() => {
@@ -267,7 +285,9 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
         if (s === undefined) return
         const t = now()
         // Only a slot still in the future is given back; the schedule never moves before now.
-        if (reservation.slot + (s.shift - reservation.shift) >= t) s.tat = Math.max(t, s.tat - reservation.intervalMillis)
+        if (reservation.slot + (s.shift - reservation.shift) >= t) {
+          s.tat = Math.max(t, s.tat - reservation.intervalMillis * (reservation.weight ?? 1))
+        }
       }),
     owed: (key, reservation) =>
       Effect.sync(() => {
@@ -285,7 +305,7 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
         const s = get(key, params)
         const t = now()
         let decreased = false
-        if (f._tag === "Success") Adaptive.onSuccess(s, t, f.quota, params, f.sentAt)
+        if (f._tag === "Success") Adaptive.onSuccess(s, t, f.quota, params, f.sentAt, f.weight)
         else decreased = Adaptive.onRateLimited(s, t, f.epoch, f.retryAfterMillis, f.quota, params)
         return { decreased, rate: Adaptive.rateAt(s, t, params) }
       })

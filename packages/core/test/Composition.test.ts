@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
 import { ClientCredentials, RateLimiter, RateLimiterStore } from "../src/index.js"
 import { setupWith, until } from "./helpers.js"
 
@@ -75,5 +76,36 @@ describe("composition: retry → limiter → auth → transport", () => {
       yield* Fiber.join(second)
       const log = (yield* server.log).filter((r) => r.path === "/x")
       expect(log[1]!.at - log[0]!.at).toBeGreaterThanOrEqual(999)
+    }))
+})
+
+describe("a request's cost", () => {
+  it.scoped("ApiClient passes `cost` to a tokens limiter held alongside a requests limiter", () =>
+    Effect.gen(function*() {
+      const { api, server } = yield* setupWith(
+        { routes: [{ method: "POST", path: "/v1/complete", then: { json: { ok: true } } }] },
+        {},
+        () =>
+          RateLimiter.layerAll([
+            RateLimiter.makeTokenBucket({ limit: 100, window: "1 second", key: "rpm" }),
+            RateLimiter.makeTokenBucket({ limit: 1000, window: "1 second", burst: 1000, key: "tpm", unit: "tokens" })
+          ]).pipe(Layer.provide(RateLimiterStore.layerMemory))
+      )
+      const realPause = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      // three requests of 600 tokens each: a bucket of 1,000 refilling 1,000 a second sends them at 0, 200 and 800 ms
+      const calls = yield* Effect.fork(Effect.all(
+        Array.from({ length: 3 }, () => api.post("/v1/complete", { body: { prompt: "hi" }, cost: 600 })),
+        { concurrency: "unbounded" }
+      ))
+      yield* server.awaitRequests(1)
+      yield* realPause
+      expect((yield* server.stats).total).toBe(1)
+      yield* TestClock.adjust("200 millis")
+      yield* server.awaitRequests(2)
+      yield* realPause
+      expect((yield* server.stats).total).toBe(2)
+      yield* TestClock.adjust("600 millis")
+      yield* server.awaitRequests(3)
+      expect(yield* Fiber.join(calls)).toEqual([{ ok: true }, { ok: true }, { ok: true }])
     }))
 })

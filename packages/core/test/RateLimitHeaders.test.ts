@@ -83,3 +83,23 @@ describe("RateLimitHeaders.parse", () => {
     }), { numRuns: 500 })
   })
 })
+
+describe("token quotas (unit: tokens)", () => {
+  it("reads OpenAI's and Anthropic's token headers, and only those", () => {
+    const now = Date.parse("2026-12-02T12:00:00Z")
+    expect(RateLimitHeaders.parse({
+      "x-ratelimit-limit-tokens": "90000",
+      "x-ratelimit-remaining-tokens": "45000",
+      "x-ratelimit-reset-tokens": "30s",
+      "x-ratelimit-remaining-requests": "1"
+    }, now, "tokens")).toMatchObject({ limit: 90000, remaining: 45000, resetMillis: 30_000, continuous: true })
+    expect(RateLimitHeaders.parse({
+      "anthropic-ratelimit-tokens-limit": "80000",
+      "anthropic-ratelimit-tokens-remaining": "100",
+      "anthropic-ratelimit-tokens-reset": "2026-12-02T12:00:05Z"
+    }, now, "tokens")).toMatchObject({ limit: 80000, remaining: 100, resetMillis: 5_000 })
+    // request quotas say nothing about tokens, and token quotas nothing about requests
+    expect(RateLimitHeaders.parse({ ratelimit: "limit=20, remaining=3, reset=1" }, now, "tokens")).toBeUndefined()
+    expect(RateLimitHeaders.parse({ "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1s" }, now)).toBeUndefined()
+  })
+})

@@ -263,3 +263,92 @@ describe("RateLimiter.limit on any HttpClient", () => {
     }))
 })
 
+
+describe("cost-weighted permits (unit: tokens)", () => {
+  const at = (effect: Effect.Effect<unknown, unknown>) => Effect.zipRight(effect, TestClock.currentTimeMillis)
+
+  it.effect("a request takes its cost; a heavy one waits for the refill it lacks, and lighter ones behind it do not overtake it", () =>
+    Effect.gen(function*() {
+      // 100 tokens per second, a bucket of 100
+      const limiter = yield* tokenBucket({ limit: 100, window: "1 second", burst: 100, unit: "tokens" })
+      expect(yield* at(limiter.acquireWeighted(80))).toBe(0)
+      const heavy = yield* Effect.fork(at(limiter.acquireWeighted(50))) // 20 left: 30 more take 300 ms
+      yield* settle
+      const light = yield* Effect.fork(at(limiter.acquireWeighted(1)))
+      yield* settle
+      const huge = yield* Effect.fork(at(limiter.acquireWeighted(250))) // more than the bucket: waits for its refill, in turn
+      yield* settle
+      const after = yield* Effect.fork(at(limiter.acquireWeighted(1)))
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      const [h, l, g, a] = yield* Effect.all([Fiber.join(heavy), Fiber.join(light), Fiber.join(huge), Fiber.join(after)])
+      expect(h).toBe(300)
+      expect(l).toBeGreaterThanOrEqual(h)
+      expect(g).toBeGreaterThanOrEqual(l)
+      expect(g).toBe(2_810) // 80 + 50 + 1 + 250 tokens at 100/s, less the bucket of 100
+      expect(a).toBeGreaterThanOrEqual(g)
+    }))
+
+  it.effect("maxWait refuses a heavy request up front, without taking anything", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 100, window: "1 second", burst: 100, unit: "tokens", maxWait: "1 second" })
+      const refused = yield* Effect.flip(limiter.acquireWeighted(500))
+      expect(refused._tag).toBe("TokenAcquisitionTimeoutError")
+      expect(yield* at(limiter.acquireWeighted(100))).toBe(0)
+    }))
+
+  it.effect("a requests limiter takes one permit whatever the cost; all() holds a requests and a tokens quota together", () =>
+    Effect.gen(function*() {
+      const requests = yield* tokenBucket({ limit: 2, window: "1 second", burst: 2, key: "rpm" })
+      const tokens = yield* tokenBucket({ limit: 1000, window: "1 second", burst: 1000, key: "tpm", unit: "tokens" })
+      const both = RateLimiter.all([requests, tokens])
+      const call = (cost: number) => at(both.run(Effect.void, () => ({ _tag: "Neutral" }), cost))
+      const times: Array<number> = []
+      const fibers = []
+      // two cheap requests: the requests quota binds (2/s); then heavy ones: the tokens quota binds
+      for (const cost of [1, 1, 1, 900, 900]) {
+        fibers.push(yield* Effect.fork(call(cost)))
+        yield* settle
+      }
+      yield* TestClock.adjust("10 seconds")
+      for (const f of fibers) times.push(yield* Fiber.join(f))
+      // the requests quota binds the first four (two at once, then one every 500 ms)
+      expect(times.slice(0, 4)).toEqual([0, 0, 500, 1_000])
+      // the fifth: its requests permit comes at 1,500 ms, but the bucket of 1,000 tokens has
+      // refilled only 800 of the 900 spent at 1,000 ms: the tokens quota holds it to 1,800 ms
+      expect(times[4]).toBe(1_800)
+      // the requests limiter alone ignores the cost
+      const alone = yield* tokenBucket({ limit: 1, window: "1 second", burst: 1, key: "alone" })
+      expect(yield* at(alone.run(Effect.void, () => ({ _tag: "Neutral" }), 1_000_000))).toBe(10_000)
+    }))
+
+  it.effect("an adaptive tokens limiter paces from the token quota headers, not the request ones", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.makeAdaptive({ limit: 100_000, window: "1 second", unit: "tokens", maxWait: Duration.infinity }).pipe(
+        Effect.provide(RateLimiterStore.layerMemory)
+      )
+      // paced at the most it may send (100,000 tokens/s): 1,000 tokens take 10 ms
+      const first = yield* Effect.fork(limiter.acquireWeighted(1000))
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      const permit = yield* Fiber.join(first)
+      // OpenAI: 10,000 tokens a minute, none left, full again in 6 s; plenty of requests left
+      yield* limiter.report(permit, {
+        _tag: "Success",
+        headers: {
+          "x-ratelimit-limit-requests": "500",
+          "x-ratelimit-remaining-requests": "499",
+          "x-ratelimit-reset-requests": "120ms",
+          "x-ratelimit-limit-tokens": "10000",
+          "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": "6s"
+        }
+      })
+      const next = yield* Effect.fork(at(limiter.acquireWeighted(1000)))
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      // refilling continuously: 1,000 tokens of a 10,000-token minute come back in 600 ms, not at once
+      expect(yield* Fiber.join(next)).toBeGreaterThanOrEqual(600)
+      expect(yield* Fiber.join(next)).toBeLessThan(1_000)
+    }))
+})

@@ -216,6 +216,35 @@ describe("RedisStore", () => {
       expect(a[2]!.rate).toBeCloseTo(5.5, 0)
     })))
 
+  it.live("weighted reservations: the Lua reserves and gives back a request's cost as the memory store does", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* RedisServer.start
+      const remote = yield* RedisStore.make({ path: redis.socket, prefix: "weights:" })
+      const local = yield* RateLimiterStore.makeMemory
+      const run = (store: RateLimiterStore.Store) =>
+        Effect.gen(function*() {
+          const waits: Array<number> = []
+          const options = { intervalMillis: 10, burst: 100, maxWaitMillis: 60_000 }
+          for (const weight of [80, 50, 1, 250]) {
+            const r = yield* store.reserve("w", { ...options, weight })
+            waits.push(r._tag === "Reserved" ? r.waitMillis : -1)
+          }
+          // refused up front when the cost's turn is further than maxWait: nothing taken
+          const refused = yield* store.reserve("w", { ...options, weight: 500, maxWaitMillis: 1_000 })
+          waits.push(refused._tag === "Rejected" ? -1 : refused.waitMillis)
+          // a reservation given back returns its whole cost
+          const last = yield* store.reserve("w", { ...options, weight: 300 })
+          if (last._tag === "Reserved") yield* store.release("w", last)
+          const after = yield* store.reserve("w", { ...options, weight: 1 })
+          waits.push(after._tag === "Reserved" ? after.waitMillis : -1)
+          return waits
+        })
+      const [a, b] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
+      expect(b.slice(0, 4)).toEqual([0, 300, 310, 2_810])
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(50)
+      expect(a[4]).toBe(-1)
+    })), 30_000)
+
   it.live("keys expire once idle", () =>
     Effect.scoped(Effect.gen(function*() {
       const redis = yield* RedisServer.start

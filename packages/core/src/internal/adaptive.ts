@@ -239,8 +239,8 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: 
   }
 }
 
-export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params, sentAt?: number): void => {
-  s.okCount += 1
+export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params, sentAt?: number, weight = 1): void => {
+  s.okCount += weight
   if (now - s.okSince > MEMORY_MILLIS) {
     s.okCount /= 2
     s.okSince = now - (now - s.okSince) / 2

@@ -389,7 +389,8 @@ export const make = (
     req: HttpClientRequest.HttpClientRequest,
     handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
     atTransport: boolean,
-    foreign: boolean
+    foreign: boolean,
+    cost: number | undefined
   ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
     // A request to another origin (allowAbsoluteUrls) never carries the provider's credential.
     const provider = foreign ? undefined : auth
@@ -451,7 +452,7 @@ export const make = (
           // A 4xx answer was admitted by the server's quota; 5xx and transport failures teach nothing.
           if (e._tag === "HttpStatusError" && e.status < 500) return { _tag: "Success", headers }
           return { _tag: "Neutral" }
-        })
+        }, cost)
       })
     }
     let once: Effect.Effect<X, ApiClient.ApiClient.Error>
@@ -504,7 +505,8 @@ export const make = (
                 : failStatus(response, method, url)
             },
             deadlineAtTransport,
-            isForeign(path, url)
+            isForeign(path, url),
+            o.cost
           )).pipe(Effect.withParentSpan(span), registerRedacted)
     )
   }
@@ -529,7 +531,8 @@ export const make = (
             ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
             : failStatus(response, method, url),
         false,
-        isForeign(path, url)
+        isForeign(path, url),
+        o.cost
       ).pipe(registerRedacted)
     }))
   }

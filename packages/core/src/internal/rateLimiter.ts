@@ -47,7 +47,10 @@ export const classifyResponseExit = <E>(
 ): RL.Outcome => Exit.isSuccess(exit) ? outcomeOfResponse(exit.value.status, exit.value.headers, nowMillis) : { _tag: "Neutral" }
 
 interface Acquirer {
+  /** One permit (the fast path: built once). */
   readonly acquire: Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError>
+  /** `weight` permits at once (a request's cost). */
+  readonly acquireWeighted: (weight: number) => Effect.Effect<Reservation, TokenAcquisitionTimeoutError | RateLimiterStoreError>
 }
 
 /**
@@ -103,7 +106,7 @@ const makeAcquirer = (
         Effect.flatMap(store.owed(key, reservation), (owed) => {
           const extra = owed.millis - paid
           const total = waited + sleepMillis
-          if (adaptive && owed.epoch !== reservation.epoch) return reserveAgain(total)
+          if (adaptive && owed.epoch !== reservation.epoch) return reserveAgain(total, reservation.weight)
           if (extra <= 0) return grant(reservation, total, paid)
           if (total + extra > maxWaitMillis) {
             return Effect.zipRight(Effect.ignore(store.release(key, reservation)), timeout(total))
@@ -118,26 +121,30 @@ const makeAcquirer = (
     )
   }
 
-  const reserveAgain = (waited: number) =>
+  const reserveAgain = (waited: number, weight: number | undefined) =>
     Effect.flatMap(
-      Effect.suspend(() => store.reserve(key, { ...reserveOptions, maxWaitMillis: Math.max(0, maxWaitMillis - waited) })),
+      Effect.suspend(() => store.reserve(key, { ...reserveOptions, weight, maxWaitMillis: Math.max(0, maxWaitMillis - waited) })),
       (r) => r._tag === "Rejected" ? timeout(waited) : r.waitMillis <= 0 ? grant(r, waited) : waitFor(r, waited)
     )
 
-  return {
-    acquire: Effect.flatMap(Effect.suspend(() => store.reserve(key, reserveOptions)), (r) => {
+  const acquireWith = (options: ReserveOptions) =>
+    Effect.flatMap(Effect.suspend(() => store.reserve(key, options)), (r) => {
       if (r._tag === "Rejected") return timeout(0)
       // The fast path: a free permit costs one synchronous store call, no fiber, no queue.
       if (r.waitMillis <= 0) return grant(r, 0)
       return waitFor(r, 0)
     })
+  const acquire = acquireWith(reserveOptions)
+  return {
+    acquire,
+    acquireWeighted: (weight) => weight === 1 ? acquire : acquireWith({ ...reserveOptions, weight })
   }
 }
 
 const makeService = (
   key: string,
   options: RL.CommonOptions,
-  acquire: Effect.Effect<RL.Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>,
+  acquireWeighted: (weight: number) => Effect.Effect<RL.Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>,
   report: (permit: RL.Permit, outcome: RL.Outcome) => Effect.Effect<void>
 ): Effect.Effect<RL.Service> =>
   Effect.gen(function*() {
@@ -146,13 +153,47 @@ const makeService = (
     }
     const semaphore = options.concurrency !== undefined ? yield* Effect.makeSemaphore(options.concurrency) : undefined
     const appliesTo = options.appliesTo ?? (() => true)
-    const run = <A, E, R>(effect: Effect.Effect<A, E, R>, classify: (exit: Exit.Exit<A, E>) => RL.Outcome) =>
-      Effect.flatMap(acquire, (permit) => {
+    const unit = options.unit ?? "requests"
+    const acquire = acquireWeighted(1)
+    /** What a request of this cost takes here: its cost for a tokens limiter, one permit for a requests limiter. */
+    const weightOf = (cost: number | undefined) =>
+      unit === "tokens" && cost !== undefined && Number.isFinite(cost) && cost > 0 ? cost : 1
+    const run = <A, E, R>(effect: Effect.Effect<A, E, R>, classify: (exit: Exit.Exit<A, E>) => RL.Outcome, cost?: number) =>
+      Effect.flatMap(weightOf(cost) === 1 ? acquire : acquireWeighted(weightOf(cost)), (permit) => {
         const reported = Effect.onExit(effect, (exit) => report(permit, classify(exit)))
         return semaphore === undefined ? reported : semaphore.withPermits(1)(reported)
       })
-    return { key, appliesTo, acquire, report, run }
+    return { key, unit, appliesTo, acquire, acquireWeighted, report, run }
   })
+
+/**
+ * Several limiters as one: a request takes a permit from each that applies
+ * to it, in order (a requests-per-minute and a tokens-per-minute quota
+ * together), and its outcome is reported to each.
+ */
+export const all = (limiters: ReadonlyArray<RL.Service>): RL.Service => {
+  if (limiters.length === 1) return limiters[0]!
+  const run = <A, E, R>(effect: Effect.Effect<A, E, R>, classify: (exit: Exit.Exit<A, E>) => RL.Outcome, cost?: number) =>
+    limiters.reduceRight<Effect.Effect<A, E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>>(
+      (inner, limiter) => limiter.run(inner, classify as (exit: Exit.Exit<A, E | TokenAcquisitionTimeoutError | RateLimiterStoreError>) => RL.Outcome, cost),
+      effect
+    )
+  const acquireWeighted = (weight: number) =>
+    Effect.map(Effect.forEach(limiters, (l) => l.acquireWeighted(l.unit === "tokens" ? weight : 1)), (parts): RL.Permit => ({ epoch: 0, parts }))
+  return {
+    key: limiters.map((l) => l.key).join("+"),
+    unit: "requests",
+    appliesTo: (request) => limiters.some((l) => l.appliesTo(request)),
+    acquire: acquireWeighted(1),
+    acquireWeighted,
+    report: (permit, outcome) =>
+      Effect.forEach(limiters, (l, i) => {
+        const part = permit.parts?.[i]
+        return part === undefined ? Effect.void : l.report(part, outcome)
+      }, { discard: true }),
+    run
+  }
+}
 
 const validate = (options: RL.CommonOptions) => {
   const window = Duration.decode(options.window)
@@ -179,7 +220,7 @@ export const makeTokenBucket = (options: RL.TokenBucketOptions): Effect.Effect<R
     return yield* makeService(
       key,
       options,
-      acquirer.acquire,
+      (weight) => Effect.map(acquirer.acquireWeighted(weight), (r): RL.Permit => ({ epoch: r.epoch, weight })),
       (_, outcome) => outcome._tag === "RateLimited" ? Metric.increment(limited) : Effect.void
     )
   })
@@ -208,7 +249,9 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
     yield* Metric.set(rateGauge, maxRate)
 
     const acquirer = makeAcquirer(store, key, maxWait, { intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params })
-    const acquire = Effect.map(acquirer.acquire, (r): RL.Permit => ({ epoch: r.epoch, sentAt: r.slot }))
+    const unit = options.unit ?? "requests"
+    const acquireWeighted = (weight: number) =>
+      Effect.map(acquirer.acquireWeighted(weight), (r): RL.Permit => ({ epoch: r.epoch, sentAt: r.slot, weight }))
 
     const tell = (feedback: Feedback) =>
       Effect.flatMap(store.feedback(key, feedback, params), (result) => Metric.set(rateGauge, result.rate))
@@ -216,8 +259,8 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
     const report = (permit: RL.Permit, outcome: RL.Outcome): Effect.Effect<void> =>
       Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, RateLimiterStoreError> => {
         if (outcome._tag === "Neutral") return Effect.void
-        const quota = RateLimitHeaders.parse(outcome.headers, now)
-        if (outcome._tag === "Success") return tell({ _tag: "Success", quota, sentAt: permit.sentAt })
+        const quota = RateLimitHeaders.parse(outcome.headers, now, unit)
+        if (outcome._tag === "Success") return tell({ _tag: "Success", quota, sentAt: permit.sentAt, weight: permit.weight })
         const retryAfterMillis = Option.match(outcome.retryAfter, {
           onNone: () => undefined,
           onSome: (d) => Duration.isFinite(d) ? Math.min(MAX_PAUSE_MILLIS, Duration.toMillis(d)) : MAX_PAUSE_MILLIS
@@ -230,5 +273,5 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
         Effect.catchAll((e) => Effect.logWarning(`sluice rate limiter ${key}: feedback not stored: ${e.message}`))
       )
 
-    return yield* makeService(key, options, acquire, report)
+    return yield* makeService(key, options, acquireWeighted, report)
   })

@@ -135,18 +135,19 @@ redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shif
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
-/** ARGV[7..9]: interval ("" = the adaptive rate), burst, maxWait (-1 = none). */
+/** ARGV[7..10]: interval ("" = the adaptive rate), burst, maxWait (-1 = none), weight. */
 const RESERVE = `${NOW}${READ}
 local adaptive = ARGV[7] == ""
 local interval = tonumber(ARGV[7]) or (1000 / rateAt())
 local burst = math.max(1, tonumber(ARGV[8]))
 local maxWait = tonumber(ARGV[9])
-local slot = math.max(now, tat - (burst - 1) * interval, paused)
+local weight = tonumber(ARGV[10]) or 1
+local slot = math.max(now, tat - (burst - weight) * interval, paused)
 local wait = slot - now
 if maxWait >= 0 and wait > maxWait then
   return {0, tostring(wait)}
 end
-tat = math.max(tat, now, paused) + interval
+tat = math.max(tat, now, paused) + weight * interval
 if adaptive then
   if wait > 0 and now >= paused then grown = grown + math.max(0, math.min(1000, now - last)) end
   last = now
@@ -190,9 +191,10 @@ local ceiling = tonumber(ARGV[12])
 local limit = tonumber(ARGV[13])
 local continuous = tonumber(ARGV[14])
 local sentAt = tonumber(ARGV[15]) or -1
+local weight = tonumber(ARGV[16]) or 1
 local decreased = 0
 if kind == "Success" then
-  ok = ok + 1
+  ok = ok + weight
   if now - oks > ${Adaptive.MEMORY_MILLIS} then
     ok = ok / 2
     oks = now - (now - oks) / 2
@@ -276,7 +278,8 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
             ...head(o.adaptive),
             o.intervalMillis === undefined ? "" : String(o.intervalMillis),
             o.burst,
-            Number.isFinite(o.maxWaitMillis) ? Math.ceil(o.maxWaitMillis) : -1
+            Number.isFinite(o.maxWaitMillis) ? Math.ceil(o.maxWaitMillis) : -1,
+            o.weight ?? 1
           ]),
           (r): RateLimiterStore.Reservation | RateLimiterStore.Rejection =>
             Number(r[0]) === 0
@@ -286,12 +289,13 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
                 slot: Number(r[1]),
                 waitMillis: Number(r[2]),
                 intervalMillis: Number(r[3]),
+                weight: o.weight ?? 1,
                 epoch: Number(r[4]),
                 shift: Number(r[5])
               }
         ),
       release: (key, r) =>
-        Effect.asVoid(run("RELEASE", [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis])),
+        Effect.asVoid(run("RELEASE", [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis * (r.weight ?? 1)])),
       owed: (key, r) =>
         Effect.map(run<Array<string>>("OWED", [stateKey(key)], [r.shift]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
       adaptiveState: (key, params) =>
@@ -317,7 +321,8 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
               : 0,
             f.quota?.limit !== undefined && f.quota.limit > 0 ? Math.floor(Math.min(f.quota.limit, Adaptive.MAX_REMAINING)) : 0,
             f.quota?.continuous === true ? 1 : 0,
-            f._tag === "Success" && f.sentAt !== undefined && Number.isFinite(f.sentAt) && f.sentAt >= 0 ? Math.floor(f.sentAt) : -1
+            f._tag === "Success" && f.sentAt !== undefined && Number.isFinite(f.sentAt) && f.sentAt >= 0 ? Math.floor(f.sentAt) : -1,
+            f._tag === "Success" && f.weight !== undefined && f.weight > 0 ? f.weight : 1
           ]),
           (r) => ({ decreased: Number(r[0]) === 1, rate: Number(r[1]) })
         )
