@@ -12,6 +12,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Otel } from "@sluice/otel"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -95,6 +96,9 @@ const run = CliCommand.make(
     retries: Options.integer("retries").pipe(Options.withDefault(3)),
     maxRetryAfter: duration("max-retry-after", "1m"),
     redis: textOption("redis"),
+    otlp: textOption("otlp").pipe(
+      Options.withDescription("export the batch's spans and metrics to this OTLP/HTTP collector (default: OTEL_EXPORTER_OTLP_ENDPOINT)")
+    ),
     timeout: duration("timeout", "10s"),
     maxResponseSize: Options.text("max-response-size").pipe(
       Options.withDefault("32MiB"),
@@ -131,11 +135,16 @@ const run = CliCommand.make(
         maxResponseSize: o.maxResponseSize,
         redis: Option.getOrUndefined(o.redis)
       })
+      // Telemetry wraps the whole batch: its last spans are flushed when the batch ends.
+      const telemetry = Option.match(o.otlp, {
+        onNone: () => Otel.layerConfig,
+        onSome: (url) => Otel.layer({ url, serviceName: "sluice" })
+      })
       const summary = yield* Effect.scoped(
         Batch.run({ input: o.input, output: o.output, concurrency: o.concurrency, grace: Duration.seconds(30), tty, log }).pipe(
           Effect.provide(stack)
         )
-      )
+      ).pipe(Effect.provide(telemetry))
       log(
         `${summary.ok} succeeded, ${summary.failed} failed, ${summary.invalid} invalid lines, ${summary.skipped} already recorded ` +
           `(of ${summary.total}) in ${summary.seconds.toFixed(1)} s; results in ${o.output}`

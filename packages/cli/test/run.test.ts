@@ -365,4 +365,25 @@ describe("sluice run (built binary, real server)", () => {
       expect(at[9]! - at[0]!).toBeGreaterThanOrEqual(1_300)
       expect(at[3]! - at[0]!).toBeLessThan(250)
     })), 30_000)
+
+  it.live("--otlp exports the batch's spans and metrics to a collector, without a secret", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const collector = yield* TestServer.make({
+        routes: ["/v1/traces", "/v1/metrics", "/v1/logs"].map((path) => ({ method: "POST", path, then: { json: {} } })),
+        logLimit: 1000
+      })
+      const server = yield* TestServer.make({ routes: [{ path: "/items", then: { json: { ok: true } } }] })
+      const dir = tmp()
+      Fs.writeFileSync(`${dir}/in.jsonl`, jsonl(requests(5)))
+      const r = yield* sluice([
+        "run", "--base-url", server.url, "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`,
+        "--auth", "api-key", "--api-key", "s3cret-api-key", "--rate", "50/1s", "--otlp", collector.url
+      ])
+      expect(r.code).toBe(0)
+      const log = yield* collector.log
+      const traces = log.filter((x) => x.path === "/v1/traces").map((x) => x.body).join("\n")
+      expect(traces.split("sluice POST /items").length - 1).toBe(5)
+      expect(log.some((x) => x.path === "/v1/metrics" && x.body.includes("sluice_ratelimiter_permits_granted"))).toBe(true)
+      expect(log.map((x) => x.body).join("\n")).not.toContain("s3cret-api-key")
+    })), 30_000)
 })

@@ -475,7 +475,9 @@ export const make = (
         )
       })
     }
-    return retry === undefined ? once : retry.retry(once, { method, headers: req.headers })
+    if (retry === undefined) return once
+    // With retries, each attempt is a span of its own under the request's.
+    return retry.retry(Effect.withSpan(once, "sluice.attempt", { captureStackTrace: false }), { method, headers: req.headers })
   }
 
   const request = <A = unknown, I = unknown>(

@@ -130,9 +130,12 @@ const makeAcquirer = (
   const acquireWith = (options: ReserveOptions) =>
     Effect.flatMap(Effect.suspend(() => store.reserve(key, options)), (r) => {
       if (r._tag === "Rejected") return timeout(0)
-      // The fast path: a free permit costs one synchronous store call, no fiber, no queue.
+      // The fast path: a free permit costs one synchronous store call, no fiber, no queue, no span.
       if (r.waitMillis <= 0) return grant(r, 0)
-      return waitFor(r, 0)
+      return Effect.withSpan(waitFor(r, 0), "sluice.ratelimiter.wait", {
+        captureStackTrace: false,
+        attributes: { "sluice.ratelimiter.key": key, "sluice.ratelimiter.wait_ms": Math.round(r.waitMillis), "sluice.ratelimiter.weight": options.weight ?? 1 }
+      })
     })
   const acquire = acquireWith(reserveOptions)
   return {
