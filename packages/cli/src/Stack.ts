@@ -131,7 +131,12 @@ const authLayer = (auth: AuthOptions, redis: RedisAddress | undefined) =>
           Layer.provide(NodeContext.layer)
         )
       case "env":
-        return AuthEnvironment.layer().pipe(Layer.provide(NodeContext.layer))
+        // With --redis, client credentials from the environment share their token too.
+        return redis === undefined
+          ? AuthEnvironment.layer().pipe(Layer.provide(NodeContext.layer))
+          : Layer.unwrapScoped(
+            Effect.map(RedisStore.makeTokenStore(redis), (tokenStore) => AuthEnvironment.layer({ tokenStore }))
+          ).pipe(Layer.provide(NodeContext.layer))
     }
   })
 

@@ -45,10 +45,13 @@ import { AuthenticationError, AuthProvider, makeStatic } from "./AuthProvider.js
 import type * as AP from "./AuthProvider.js"
 import * as ClientCredentials from "./ClientCredentials.js"
 import * as CommandAuth from "./CommandAuth.js"
+import * as TokenStore from "./TokenStore.js"
 
 export interface Options {
   /** Replaces `SLUICE` in every variable name. */
   readonly prefix?: string | undefined
+  /** When the environment names OAuth2 client credentials, share their token through this store (`ClientCredentials.layerShared`). */
+  readonly tokenStore?: TokenStore.Store | undefined
 }
 
 /** The variable names for a prefix. */
@@ -99,13 +102,16 @@ export const make = (
       }
       const scope = yield* optional(v.scope)
       const audience = yield* optional(v.audience)
-      return yield* ClientCredentials.make({
+      const credentials: ClientCredentials.Options = {
         tokenUrl: tokenUrl.value,
         clientId: clientId.value,
         clientSecret: clientSecret.value,
         scope: Option.getOrUndefined(scope),
         audience: Option.getOrUndefined(audience)
-      })
+      }
+      return yield* options.tokenStore === undefined
+        ? ClientCredentials.make(credentials)
+        : Effect.provideService(ClientCredentials.makeShared(credentials), TokenStore.TokenStore, options.tokenStore)
     }
     const bearer = yield* optionalSecret(v.bearerToken)
     if (Option.isSome(bearer)) return makeStatic({ authorization: `Bearer ${Redacted.value(bearer.value)}` })

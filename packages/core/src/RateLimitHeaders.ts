@@ -266,26 +266,37 @@ const separate = (
 }
 
 /**
- * The token quotas AI APIs announce beside the request quota: OpenAI's
- * `x-ratelimit-{limit,remaining,reset}-tokens` and Anthropic's
- * `anthropic-ratelimit-tokens-{limit,remaining,reset}` (input and output
- * tokens together), both refilling continuously.
+ * The quotas AI APIs announce per unit, both refilling continuously:
+ * OpenAI's `x-ratelimit-{limit,remaining,reset}-<unit>` (the reset a Go
+ * duration) and Anthropic's `anthropic-ratelimit-<unit>-{limit,remaining,reset}`
+ * (an RFC 3339 time; its `tokens` counts input and output together).
  */
-const tokenQuotas = (headers: Headers, nowMillis: number): Quota | undefined => {
+const AI_NAMES = {
+  requests: {
+    openAi: { limit: "x-ratelimit-limit-requests", remaining: "x-ratelimit-remaining-requests", reset: "x-ratelimit-reset-requests" },
+    anthropic: {
+      limit: "anthropic-ratelimit-requests-limit",
+      remaining: "anthropic-ratelimit-requests-remaining",
+      reset: "anthropic-ratelimit-requests-reset"
+    }
+  },
+  tokens: {
+    openAi: { limit: "x-ratelimit-limit-tokens", remaining: "x-ratelimit-remaining-tokens", reset: "x-ratelimit-reset-tokens" },
+    anthropic: {
+      limit: "anthropic-ratelimit-tokens-limit",
+      remaining: "anthropic-ratelimit-tokens-remaining",
+      reset: "anthropic-ratelimit-tokens-reset"
+    }
+  }
+} as const
+
+const aiQuotas = (headers: Headers, nowMillis: number, unit: "requests" | "tokens"): ReadonlyArray<Quota> => {
   const found: Array<Quota> = []
-  const openAi = separate(
-    headers,
-    { limit: "x-ratelimit-limit-tokens", remaining: "x-ratelimit-remaining-tokens", reset: "x-ratelimit-reset-tokens" },
-    parseGoDuration
-  )
+  const openAi = separate(headers, AI_NAMES[unit].openAi, parseGoDuration)
   if (openAi !== undefined) found.push({ ...openAi, continuous: true })
-  const anthropic = separate(
-    headers,
-    { limit: "anthropic-ratelimit-tokens-limit", remaining: "anthropic-ratelimit-tokens-remaining", reset: "anthropic-ratelimit-tokens-reset" },
-    (t) => parseRfc3339(t, nowMillis)
-  )
+  const anthropic = separate(headers, AI_NAMES[unit].anthropic, (t) => parseRfc3339(t, nowMillis))
   if (anthropic !== undefined) found.push({ ...anthropic, continuous: true })
-  return tightest(found)
+  return found
 }
 
 /**
@@ -299,7 +310,7 @@ const tokenQuotas = (headers: Headers, nowMillis: number): Quota | undefined => 
  * limiter whose permits are tokens.
  */
 export const parse = (headers: Headers, nowMillis: number, unit: "requests" | "tokens" = "requests"): Quota | undefined => {
-  if (unit === "tokens") return tokenQuotas(headers, nowMillis)
+  if (unit === "tokens") return tightest(aiQuotas(headers, nowMillis, "tokens"))
   const policies = parsePolicies(headers["ratelimit-policy"])
   const found: Array<Quota> = [...structured(headers, policies)]
   const seven = draft7(headers)
@@ -319,21 +330,6 @@ export const parse = (headers: Headers, nowMillis: number, unit: "requests" | "t
     (t) => parseReset(t, nowMillis)
   )
   if (legacy !== undefined) found.push(legacy)
-  const openAi = separate(
-    headers,
-    { limit: "x-ratelimit-limit-requests", remaining: "x-ratelimit-remaining-requests", reset: "x-ratelimit-reset-requests" },
-    parseGoDuration
-  )
-  if (openAi !== undefined) found.push({ ...openAi, continuous: true })
-  const anthropic = separate(
-    headers,
-    {
-      limit: "anthropic-ratelimit-requests-limit",
-      remaining: "anthropic-ratelimit-requests-remaining",
-      reset: "anthropic-ratelimit-requests-reset"
-    },
-    (t) => parseRfc3339(t, nowMillis)
-  )
-  if (anthropic !== undefined) found.push({ ...anthropic, continuous: true })
+  found.push(...aiQuotas(headers, nowMillis, "requests"))
   return withCeiling(tightest(found), policies)
 }

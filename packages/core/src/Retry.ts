@@ -157,7 +157,9 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     let tokens = budget?.capacity ?? 0
 
     const spend = (error: Retryable): boolean => {
-      if (budget === undefined) return true
+      // The budget keeps retries from multiplying the load on a failing server; a retry after an
+      // open circuit sent nothing, and waits for the circuit instead.
+      if (budget === undefined || error._tag === "CircuitOpenError") return true
       const cost = isTimeout(error as Retryable & Readonly<Record<string, unknown>>) ? budget.timeoutCost : budget.retryCost
       if (tokens < cost) return false
       tokens -= cost

@@ -9,7 +9,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
-import { AuthEnvironment, CommandAuth } from "../src/index.js"
+import { AuthEnvironment, CommandAuth, TokenStore } from "../src/index.js"
 import { setupWith } from "./helpers.js"
 
 const node = (script: string) => [process.execPath, "-e", script]
@@ -161,6 +161,24 @@ describe("AuthEnvironment", () => {
         ])))
       )
       expect(headers["authorization"]).toMatch(/^Bearer tok-/)
+      expect((yield* server.stats).tokenRequests).toBe(1)
+    }))
+
+  it.scoped("client credentials from the environment share their token through a TokenStore when given one", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ oauth: { clientId: "app", clientSecret: "s" } })
+      const { NodeTransport } = yield* Effect.promise(() => import("@sluice/node"))
+      const tokenStore = yield* TokenStore.makeMemory
+      const tokenOf = Effect.scoped(Effect.flatMap(AuthEnvironment.make({ tokenStore }), (a) => Effect.map(a.credential, (c) => c.headers)))
+      const [a, b] = yield* Effect.all([tokenOf, tokenOf]).pipe(
+        Effect.provide(Layer.merge(NodeContext.layer, NodeTransport.layer())),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+          ["SLUICE_AUTH_CLIENT_ID", "app"],
+          ["SLUICE_AUTH_CLIENT_SECRET", "s"],
+          ["SLUICE_AUTH_TOKEN_URL", `${server.url}/oauth/token`]
+        ])))
+      )
+      expect(a).toEqual(b)
       expect((yield* server.stats).tokenRequests).toBe(1)
     }))
 

@@ -6,7 +6,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import { RateLimiter, RateLimiterStore, Retry } from "../src/index.js"
+import { CircuitBreaker, RateLimiter, RateLimiterStore, Retry } from "../src/index.js"
 import { setupWith, until } from "./helpers.js"
 
 const withRetry = (options: Retry.Options = {}) => () => Retry.layer(options)
@@ -124,6 +124,22 @@ describe("Retry", () => {
       const e = yield* Effect.flip(api.get("/e"))
       expect(e._tag).toBe("HttpStatusError")
       expect((yield* server.stats).requests).toEqual({ "/a": 2, "/b": 2, "/c": 1, "/d": 2, "/e": 1 })
+    }))
+
+  it.effect("waiting out an open circuit spends no retry budget: it sent nothing", () =>
+    Effect.gen(function*() {
+      const retry = yield* Retry.make({ maxAttempts: 5, budget: { capacity: 5, retryCost: 5, timeoutCost: 10, successRefund: 1 } })
+      let calls = 0
+      const attempt = Effect.suspend(() =>
+        ++calls < 4
+          ? Effect.fail(new CircuitBreaker.CircuitOpenError({ key: "k", retryAfter: Option.some(Duration.millis(100)) }))
+          : Effect.succeed("sent")
+      )
+      const fiber = yield* Effect.fork(retry.retry(attempt, { method: "POST", headers: {} }))
+      yield* TestClock.adjust("10 seconds")
+      // three retries after an open circuit, with a budget that affords one retry
+      expect(yield* Fiber.join(fiber)).toBe("sent")
+      expect(calls).toBe(4)
     }))
 
   it.scoped("the retry budget stops a 503 storm from multiplying load", () =>

@@ -5,6 +5,7 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@o
 import { ApiClient, CircuitBreaker, CircuitBreakerStore, ClientCredentials, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -119,5 +120,26 @@ describe("OpenTelemetry", () => {
       expect(log.some((r) => r.path === "/v1/metrics" && r.body.includes("sluice_ratelimiter_permits_granted"))).toBe(true)
       const everything = log.map((r) => r.body).join("\n")
       for (const secret of secrets) expect(everything).not.toContain(secret)
+    }).pipe(Effect.scoped))
+
+  it.live("Otel.layerConfig reads the standard OTEL_EXPORTER_OTLP_* variables, and exports nothing without an endpoint", () =>
+    Effect.gen(function*() {
+      const collector = yield* TestServer.make({
+        routes: ["/v1/traces", "/v1/metrics", "/v1/logs"].map((path) => ({ method: "POST", path, then: { json: {} } })),
+        logLimit: 1000
+      })
+      const traced = Effect.withSpan(Effect.void, "sluice GET /env")
+      yield* Effect.scoped(Effect.provide(traced, Otel.layerConfig)).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+      expect((yield* collector.stats).total).toBe(0)
+      yield* Effect.scoped(Effect.provide(traced, Otel.layerConfig)).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+          ["OTEL_EXPORTER_OTLP_ENDPOINT", collector.url],
+          ["OTEL_SERVICE_NAME", "from-env"],
+          ["OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=c0llector%20key"]
+        ])))
+      )
+      const traces = (yield* collector.log).filter((r) => r.path === "/v1/traces")
+      expect(traces.map((r) => r.body).join("\n")).toContain("from-env")
+      expect(traces[0]!.headers["x-collector-key"]).toBe("c0llector key")
     }).pipe(Effect.scoped))
 })

@@ -1,6 +1,3 @@
-import * as ChildProcess from "node:child_process"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { RateLimiter, RateLimiterStore } from "@sluice/core"
 import { TestServer } from "@sluice/testing"
@@ -13,20 +10,10 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import { Redis } from "ioredis"
 import { RedisStore } from "../src/index.js"
+import { runWorker } from "./worker.js"
 import { TestRedis as RedisServer } from "../src/index.js"
 
-const worker = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "fixtures/worker.mjs")
-
-const runWorker = (args: ReadonlyArray<string>) =>
-  Effect.async<string>((resume) => {
-    const child = ChildProcess.spawn(process.execPath, [worker, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-    let out = ""
-    let err = ""
-    child.stdout!.on("data", (d) => (out += d))
-    child.stderr!.on("data", (d) => (err += d))
-    child.on("close", (code) => resume(code === 0 ? Effect.succeed(out) : Effect.dieMessage(`worker failed (${code}): ${err}`)))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+const spawnWorker = (args: ReadonlyArray<string>) => runWorker("worker.mjs", args)
 
 /** How late a taker may wake after its slot on a loaded machine (CI measured 32 permits in a 1-s window of 30/s). */
 const WAKE_SLACK_MS = 100
@@ -68,7 +55,7 @@ describe("RedisStore", () => {
     Effect.scoped(Effect.gen(function*() {
       const redis = yield* RedisServer.start
       const outputs = yield* Effect.all(
-        Array.from({ length: 3 }, () => runWorker(["permits", redis.socket, "3", "30"])),
+        Array.from({ length: 3 }, () => spawnWorker(["permits", redis.socket, "3", "30"])),
         { concurrency: "unbounded" }
       )
       const times = outputs.flatMap((o) => JSON.parse(o) as Array<number>)
@@ -85,7 +72,7 @@ describe("RedisStore", () => {
       const redis = yield* RedisServer.start
       const server = yield* TestServer.make({ routes: [{ path: "/api", capacity: { rate: 50 }, then: { json: 1 } }], logLimit: 10 })
       const outputs = yield* Effect.all(
-        Array.from({ length: 4 }, () => runWorker(["api", redis.socket, "3", "50", server.url])),
+        Array.from({ length: 4 }, () => spawnWorker(["api", redis.socket, "3", "50", server.url])),
         { concurrency: "unbounded" }
       )
       const results = outputs.map((o) => JSON.parse(o) as { ok: number; failed: number })

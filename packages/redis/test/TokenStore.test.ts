@@ -1,25 +1,12 @@
-import * as ChildProcess from "node:child_process"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { TestServer } from "@sluice/testing"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { Redis } from "ioredis"
 import { TestRedis } from "../src/index.js"
+import { runWorker } from "./worker.js"
 
-const worker = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "fixtures/token-worker.mjs")
-
-const runWorker = (args: ReadonlyArray<string>) =>
-  Effect.async<string>((resume) => {
-    const child = ChildProcess.spawn(process.execPath, [worker, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-    let out = ""
-    let err = ""
-    child.stdout!.on("data", (d) => (out += d))
-    child.stderr!.on("data", (d) => (err += d))
-    child.on("close", (code) => resume(code === 0 ? Effect.succeed(out) : Effect.dieMessage(`worker failed (${code}): ${err}`)))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+const spawnWorker = (args: ReadonlyArray<string>) => runWorker("token-worker.mjs", args)
 
 interface WorkerResult {
   readonly ok: number
@@ -38,7 +25,7 @@ describe("RedisStore token store: one OAuth2 token for the fleet", () => {
       })
       const SECONDS = 24
       const workers = yield* Effect.fork(Effect.all(
-        Array.from({ length: 3 }, () => runWorker([redis.socket, String(SECONDS), server.url])),
+        Array.from({ length: 3 }, () => spawnWorker([redis.socket, String(SECONDS), server.url])),
         { concurrency: "unbounded" }
       ))
       // 12 s shared, then Redis away for 5 s, then back for the rest
