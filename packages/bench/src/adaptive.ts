@@ -254,6 +254,9 @@ export const cells = (seconds: number): ReadonlyArray<Cell> => [
   // Ten-second windows: a run long enough to hold several of them.
   { name: "fixed window 200 / 10 s (express)", capacity: express(200, 10), seconds: 2 * seconds + 5, from: 5, targets: STEADY },
   { name: "sliding window 20 / 1 s", capacity: { algorithm: "sliding-window", rate: 20, window: "1 second" }, seconds, from: 5, targets: STEADY },
+  // The same two shapes at other capacities: a limiter tuned to one capacity would show it here.
+  { name: "fixed window 15 / 1 s (express)", capacity: express(15, 1), seconds, from: 5, targets: STEADY },
+  { name: "sliding window 30 / 1 s", capacity: { algorithm: "sliding-window", rate: 30, window: "1 second" }, seconds, from: 5, targets: STEADY },
   { name: "bare 429 (bucket 20/s, no Retry-After)", capacity: bucket(20, undefined, { retryAfter: "none" }), seconds, from: 5, targets: STEADY },
   { name: "headers draft-7 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-7" }), seconds, from: 5, targets: HEADERS },
   { name: "headers draft-8 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-8" }), seconds, from: 5, targets: HEADERS },

@@ -166,15 +166,12 @@ const viaStore = (
         Effect.tap((fetched) => Effect.ignore(store.publish(key, owner, fetched.headers, fetched.lifetimeMillis))),
         Effect.onError(() => Effect.ignore(store.unlock(key, owner)))
       ))
-  const waitForHolder = Effect.gen(function*() {
-    const polls = Math.max(1, Math.ceil(shared.waitMillis / POLL_MILLIS))
-    for (let i = 0; i < polls; i++) {
-      yield* Effect.sleep(Duration.millis(POLL_MILLIS))
-      const entry = yield* freshEntry
-      if (Option.isSome(entry)) return Option.some(fromEntry(entry.value))
-    }
-    return Option.none<Fetched>()
-  })
+  // Looks for the holder's token every POLL_MILLIS, for at most `waitMillis`.
+  const waitForHolder = freshEntry.pipe(
+    Effect.delay(Duration.millis(POLL_MILLIS)),
+    Effect.repeat({ until: Option.isSome, times: Math.max(0, Math.ceil(shared.waitMillis / POLL_MILLIS) - 1) }),
+    Effect.map(Option.map(fromEntry))
+  )
   let warned = false
   const warnOnce = (message: string) =>
     warned ? Effect.void : Effect.zipRight(
