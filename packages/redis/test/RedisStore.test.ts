@@ -227,7 +227,9 @@ describe("RedisStore", () => {
           return waits
         })
       const [a, b] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
-      expect(b.slice(0, 4)).toEqual([0, 300, 310, 2_810])
+      // 80 free, 50 after 300 ms, 1 after it, 250 (more than the bucket) at 2,810 ms; less the ms that passed between calls
+      const expected = [0, 300, 310, 2_810]
+      for (let i = 0; i < 4; i++) expect(Math.abs(b[i]! - expected[i]!)).toBeLessThan(20)
       for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(50)
       expect(a[4]).toBe(-1)
     })), 30_000)
