@@ -62,9 +62,16 @@ import type * as Sse from "./Sse.js"
 
 /**
  * The API client service.
+ *
+ * @since 0.1.0
+ * @category tags
  */
 export class ApiClient extends Context.Tag("@sluice/core/ApiClient")<ApiClient, ApiClient.Service>() {}
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export declare namespace ApiClient {
   /**
    * Every error a request can fail with.
@@ -116,6 +123,9 @@ export declare namespace ApiClient {
 /**
  * Per-request options. `path` fills `{name}` placeholders of the path (the
  * template, not the filled path, names the request's span).
+ *
+ * @since 0.1.0
+ * @category models
  */
 export interface RequestOptions<A = unknown, I = unknown> {
   /** A JSON-serialisable body. */
@@ -133,6 +143,10 @@ export interface RequestOptions<A = unknown, I = unknown> {
   readonly cost?: number
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** `https://api.example.com/v1`; a trailing slash is ignored. */
   readonly baseUrl: string
@@ -193,6 +207,9 @@ export interface Options {
  * A `baseUrl` that does not parse, is not http(s), or carries
  * `user:password@` fails with `IllegalArgumentException` (use
  * `AuthProvider.layerBasic` for Basic credentials).
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const make = (
   options: Options
@@ -213,6 +230,10 @@ export const make = (
     })
   })
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options): Layer.Layer<ApiClient, Cause.IllegalArgumentException, HttpClient.HttpClient> =>
   Layer.effect(ApiClient, make(options))
 
@@ -229,6 +250,9 @@ export const layer = (options: Options): Layer.Layer<ApiClient, Cause.IllegalArg
  *   apiKey: Config.option(Config.redacted("API_KEY")).pipe(Config.map(Option.getOrUndefined))
  * })
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerConfig = (
   options: Config.Config.Wrap<Omit<Options, "transformClient">>,

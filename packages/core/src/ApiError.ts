@@ -23,16 +23,29 @@ import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
-/** How many characters of a response body an error keeps. */
+/**
+ * How many characters of a response body an error keeps.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const BODY_EXCERPT_LIMIT = 512
 
-/** @internal */
+/**
+ * @internal
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const excerpt = (body: string): string =>
   body.length <= BODY_EXCERPT_LIMIT ? body : `${body.slice(0, BODY_EXCERPT_LIMIT)}… (${body.length} chars)`
 
 /**
  * The server answered with a status outside 2xx (and not 429, see
  * {@link ServerSideRateLimitError}). Carries a bounded excerpt of the body, never headers.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class HttpStatusError extends Schema.TaggedError<HttpStatusError>("@sluice/core/HttpStatusError")(
   "HttpStatusError",
@@ -53,6 +66,9 @@ export class HttpStatusError extends Schema.TaggedError<HttpStatusError>("@sluic
 /**
  * The server answered 429 Too Many Requests. `retryAfter` is the parsed
  * `Retry-After` header (delta-seconds or HTTP-date), if any.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class ServerSideRateLimitError extends Schema.TaggedError<ServerSideRateLimitError>(
   "@sluice/core/ServerSideRateLimitError"
@@ -75,12 +91,22 @@ export class ServerSideRateLimitError extends Schema.TaggedError<ServerSideRateL
 /**
  * Where a transport failure happened. `connect` failures prove the request
  * never reached the server, which makes even a POST safe to replay.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const TransportPhase = Schema.Literal("connect", "request", "response")
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export type TransportPhase = typeof TransportPhase.Type
 
 /**
  * The connection failed: refused, reset, DNS, TLS, or the body broke off.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class TransportError extends Schema.TaggedError<TransportError>("@sluice/core/TransportError")(
   "TransportError",
@@ -103,6 +129,9 @@ export class TransportError extends Schema.TaggedError<TransportError>("@sluice/
  * when one attempt (connect, send, headers and body) outlived the client's
  * `timeout`, `deadline` when all attempts together, limiter waits included,
  * outlived the retry policy's `deadline`.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>(
   "@sluice/core/RequestTimeoutError"
@@ -122,6 +151,9 @@ export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>
 /**
  * The response body could not be turned into the expected value: it was not
  * JSON (`reason: "Json"`) or did not match the schema (`reason: "Schema"`).
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>(
   "@sluice/core/ResponseDecodeError"
@@ -145,6 +177,9 @@ export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>
  * option): announced by `Content-Length` (nothing read) or counted as it
  * arrived (`received`, the bytes read when it was cut). The connection is
  * closed, never returned to the pool with a body in it.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class ResponseTooLargeError extends Schema.TaggedError<ResponseTooLargeError>(
   "@sluice/core/ResponseTooLargeError"
@@ -167,6 +202,9 @@ export class ResponseTooLargeError extends Schema.TaggedError<ResponseTooLargeEr
 
 /**
  * The request could not be built or encoded (bad URL, body not serialisable).
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class RequestEncodeError extends Schema.TaggedError<RequestEncodeError>("@sluice/core/RequestEncodeError")(
   "RequestEncodeError",

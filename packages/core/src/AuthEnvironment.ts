@@ -47,6 +47,10 @@ import * as ClientCredentials from "./ClientCredentials.js"
 import * as CommandAuth from "./CommandAuth.js"
 import * as TokenStore from "./TokenStore.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** Replaces `SLUICE` in every variable name. */
   readonly prefix?: string | undefined
@@ -54,7 +58,12 @@ export interface Options {
   readonly tokenStore?: TokenStore.Store | undefined
 }
 
-/** The variable names for a prefix. */
+/**
+ * The variable names for a prefix.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const variables = (prefix = "SLUICE") => ({
   command: `${prefix}_AUTH_COMMAND`,
   clientId: `${prefix}_AUTH_CLIENT_ID`,
@@ -73,6 +82,10 @@ const optional = (name: string) => Config.option(Config.string(name)).pipe(Confi
 const optionalSecret = (name: string) =>
   Config.option(Config.redacted(name)).pipe(Config.map(Option.filter((s) => Redacted.value(s).trim() !== "")))
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (
   options: Options = {}
 ): Effect.Effect<
@@ -129,6 +142,10 @@ export const make = (
     )
   })
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (
   options: Options = {}
 ): Layer.Layer<

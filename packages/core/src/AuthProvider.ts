@@ -33,6 +33,10 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
+/**
+ * @since 0.1.0
+ * @category utils
+ */
 export const AuthenticationErrorReason = Schema.Literal(
   "InvalidCredentials",
   "TokenEndpointError",
@@ -42,12 +46,19 @@ export const AuthenticationErrorReason = Schema.Literal(
   "CommandFailed",
   "NotConfigured"
 )
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export type AuthenticationErrorReason = typeof AuthenticationErrorReason.Type
 
 /**
  * Credentials could not be had, or were refused. `transient` says whether
  * trying again later can help (a token endpoint's 5xx, 429 or timeout); the
  * retry policy retries only transient ones. Never holds a secret.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class AuthenticationError extends Schema.TaggedError<AuthenticationError>("@sluice/core/AuthenticationError")(
   "AuthenticationError",
@@ -59,12 +70,21 @@ export class AuthenticationError extends Schema.TaggedError<AuthenticationError>
   }
 ) {}
 
-/** The headers one attempt sends; `generation` tells a refreshed credential from the one it replaced. */
+/**
+ * The headers one attempt sends; `generation` tells a refreshed credential from the one it replaced.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Credential {
   readonly headers: Readonly<Record<string, string>>
   readonly generation: number
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Service {
   /** The current credential, fetched or refreshed if need be (one fetch shared by all callers). */
   readonly credential: Effect.Effect<Credential, AuthenticationError>
@@ -76,9 +96,18 @@ export interface Service {
   readonly secretHeaders: ReadonlyArray<string>
 }
 
+/**
+ * @since 0.1.0
+ * @category tags
+ */
 export class AuthProvider extends Context.Tag("@sluice/core/AuthProvider")<AuthProvider, Service>() {}
 
-/** A provider whose credential never changes. */
+/**
+ * A provider whose credential never changes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const makeStatic = (headers: Readonly<Record<string, string>>): Service => {
   const credential: Credential = { headers, generation: 0 }
   return {
@@ -89,15 +118,30 @@ export const makeStatic = (headers: Readonly<Record<string, string>>): Service =
   }
 }
 
-/** `Authorization: Bearer <token>`. */
+/**
+ * `Authorization: Bearer <token>`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerBearer = (token: Redacted.Redacted<string>): Layer.Layer<AuthProvider> =>
   Layer.sync(AuthProvider, () => makeStatic({ authorization: `Bearer ${Redacted.value(token)}` }))
 
-/** An API key in a header (default `X-API-Key`). */
+/**
+ * An API key in a header (default `X-API-Key`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerApiKey = (key: Redacted.Redacted<string>, header = "X-API-Key"): Layer.Layer<AuthProvider> =>
   Layer.sync(AuthProvider, () => makeStatic({ [header.toLowerCase()]: Redacted.value(key) }))
 
-/** HTTP Basic. */
+/**
+ * HTTP Basic.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerBasic = (username: string, password: Redacted.Redacted<string>): Layer.Layer<AuthProvider> =>
   Layer.sync(AuthProvider, () =>
     makeStatic({
@@ -108,6 +152,9 @@ export const layerBasic = (username: string, password: Redacted.Redacted<string>
  * Applies a provider to any `HttpClient`: credentials on every request, and
  * on a 401 from a refreshable provider, one refresh and one replay. A second
  * 401 is an `AuthenticationError` with reason `Unauthorized`.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const withAuth = (auth: Service) =>
 <E, R>(self: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E | AuthenticationError, R> => {
@@ -136,7 +183,12 @@ export const withAuth = (auth: Service) =>
   )
 }
 
-/** The error for a 401 that survived a refresh. */
+/**
+ * The error for a 401 that survived a refresh.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const unauthorizedAfterRefresh = (method: string, url: string) =>
   new AuthenticationError({
     reason: "Unauthorized",

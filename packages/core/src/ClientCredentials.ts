@@ -44,6 +44,10 @@ import { TokenStore } from "./TokenStore.js"
 import type * as AP from "./AuthProvider.js"
 import * as internal from "./internal/clientCredentials.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   readonly tokenUrl: string
   readonly clientId: string
@@ -75,13 +79,25 @@ export interface Options {
   readonly sharedKey?: string | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (
   options: Options
 ): Effect.Effect<AP.Service, AuthenticationError, HttpClient.HttpClient | Scope.Scope> => internal.make(options)
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options): Layer.Layer<AuthProvider, AuthenticationError, HttpClient.HttpClient> =>
   Layer.scoped(AuthProvider, make(options))
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerConfig = (
   options: Config.Config.Wrap<Options>
 ): Layer.Layer<AuthProvider, AuthenticationError | ConfigError.ConfigError, HttpClient.HttpClient> =>
@@ -111,6 +127,7 @@ export const layerConfig = (
  * ```
  *
  * @since 0.3.0
+ * @category constructors
  */
 export const makeShared = (
   options: Options
@@ -119,6 +136,7 @@ export const makeShared = (
 
 /**
  * @since 0.3.0
+ * @category layers
  */
 export const layerShared = (options: Options): Layer.Layer<AuthProvider, AuthenticationError, HttpClient.HttpClient | TokenStore> =>
   Layer.scoped(AuthProvider, makeShared(options))

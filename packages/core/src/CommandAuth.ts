@@ -43,6 +43,10 @@ import type * as AP from "./AuthProvider.js"
 import { Scrubber } from "./internal/scrub.js"
 import * as TokenCache from "./internal/tokenCache.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** The command and its arguments; a string is split on white space. */
   readonly command: string | ReadonlyArray<string>
@@ -58,10 +62,19 @@ export interface Options {
   readonly prefix?: string | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category utils
+ */
 export const argv = (command: Options["command"]): ReadonlyArray<string> =>
   typeof command === "string" ? command.trim().split(/\s+/).filter((s) => s !== "") : command
 
-/** Bytes of stdout or stderr kept: a token is far shorter, and a runaway command cannot fill the heap. */
+/**
+ * Bytes of stdout or stderr kept: a token is far shorter, and a runaway command cannot fill the heap.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const MAX_OUTPUT = 64 * 1024
 
 /** How long a command gets to exit after SIGTERM before its process group is sent SIGKILL. */
@@ -106,6 +119,9 @@ const TOKEN = /^[\x21-\x7e]+$/
  * and, after a 2 s grace, SIGKILL. stdout and stderr are bounded at 64 KiB
  * each (more stdout is a `CommandFailed` at once). Errors carry the exit code
  * and an excerpt of stderr with anything stdout printed masked in it.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const run = (
   options: Pick<Options, "command" | "timeout">
@@ -183,6 +199,10 @@ const terminate = (child: CommandExecutor.Process): Effect.Effect<void> =>
     yield* Effect.ignore(Effect.timeout(Effect.interruptible(child.kill("SIGKILL")), KILL_GRACE))
   })
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (
   options: Options
 ): Effect.Effect<AP.Service, never, CommandExecutor.CommandExecutor | Scope.Scope> =>
@@ -203,5 +223,9 @@ export const make = (
     return { ...cache, refreshable: true, secretHeaders: [header] }
   })
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options): Layer.Layer<AuthProvider, never, CommandExecutor.CommandExecutor> =>
   Layer.scoped(AuthProvider, make(options))

@@ -60,7 +60,12 @@ type Headers = Readonly<Record<string, string | undefined>>
 const NON_NEGATIVE_INTEGER = /^\d+$/
 const NUMBER = /^\d+(\.\d+)?$/
 
-/** A non-negative integer (the drafts' remaining and quota), or undefined. */
+/**
+ * A non-negative integer (the drafts' remaining and quota), or undefined.
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
 export const parseCount = (text: string | undefined): number | undefined => {
   if (text === undefined) return undefined
   const t = text.trim()
@@ -82,6 +87,9 @@ const parseSeconds = (text: string | undefined): number | undefined => {
  * A reset as `X-RateLimit-Reset` forms send it, in ms from now: delta
  * seconds, epoch seconds (past 1e9, GitHub and express legacy) or epoch
  * milliseconds (past 1e12). A time already past is 0.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const parseReset = (text: string | undefined, nowMillis: number): number | undefined => {
   const n = parseSeconds(text)
@@ -94,7 +102,12 @@ export const parseReset = (text: string | undefined, nowMillis: number): number 
 const DURATION_PART = /(\d+(?:\.\d+)?)(ms|h|m|s)/y
 const DURATION_MILLIS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
-/** A Go-style duration as OpenAI sends it (`1s`, `6m0s`, `12ms`, `1h2m3.5s`), in ms. */
+/**
+ * A Go-style duration as OpenAI sends it (`1s`, `6m0s`, `12ms`, `1h2m3.5s`), in ms.
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
 export const parseGoDuration = (text: string | undefined): number | undefined => {
   if (text === undefined) return undefined
   const t = text.trim()
@@ -113,7 +126,12 @@ export const parseGoDuration = (text: string | undefined): number | undefined =>
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
-/** An RFC 3339 instant as Anthropic sends it, in ms from now (0 when past). */
+/**
+ * An RFC 3339 instant as Anthropic sends it, in ms from now (0 when past).
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
 export const parseRfc3339 = (text: string | undefined, nowMillis: number): number | undefined => {
   if (text === undefined || !RFC3339.test(text.trim())) return undefined
   const at = Date.parse(text.trim())
@@ -130,6 +148,9 @@ interface Member {
  * Splits an RFC 8941 list of items with parameters, the subset the drafts
  * use: `"name";q=100;w=60, other;r=5`. Commas inside strings or byte
  * sequences are kept. An item that does not parse is dropped.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const parseMembers = (text: string | undefined): ReadonlyArray<Member> => {
   if (text === undefined) return []
@@ -179,7 +200,12 @@ interface Policy {
   readonly windowMillis: number | undefined
 }
 
-/** `RateLimit-Policy` in any draft's form: structured (`"n";q=..;w=..`) or draft-6/7 (`100;w=60`). */
+/**
+ * `RateLimit-Policy` in any draft's form: structured (`"n";q=..;w=..`) or draft-6/7 (`100;w=60`).
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
 export const parsePolicies = (text: string | undefined): ReadonlyArray<Policy> => {
   const policies: Array<Policy> = []
   for (const m of parseMembers(text)) {
@@ -308,6 +334,9 @@ const aiQuotas = (headers: Headers, nowMillis: number, unit: "requests" | "token
  * `unit: "tokens"` reads the token quotas instead (OpenAI's
  * `x-ratelimit-*-tokens`, Anthropic's `anthropic-ratelimit-tokens-*`), for a
  * limiter whose permits are tokens.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const parse = (headers: Headers, nowMillis: number, unit: "requests" | "tokens" = "requests"): Quota | undefined => {
   if (unit === "tokens") return tightest(aiQuotas(headers, nowMillis, "tokens"))

@@ -49,6 +49,9 @@ import type { RateLimiterStore, RateLimiterStoreError } from "./RateLimiterStore
  * No permit could be had within `maxWait`. `waited` is how long this caller
  * waited before giving up: zero when the queue ahead already made the wait
  * longer than `maxWait`.
+ *
+ * @since 0.1.0
+ * @category errors
  */
 export class TokenAcquisitionTimeoutError extends Schema.TaggedError<TokenAcquisitionTimeoutError>(
   "@sluice/core/TokenAcquisitionTimeoutError"
@@ -64,7 +67,12 @@ export class TokenAcquisitionTimeoutError extends Schema.TaggedError<TokenAcquis
   }
 }
 
-/** What an attempt told the limiter. 5xx and transport failures are `Neutral`: neither penalty nor recovery. */
+/**
+ * What an attempt told the limiter. 5xx and transport failures are `Neutral`: neither penalty nor recovery.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Outcome =
   | { readonly _tag: "Success"; readonly headers: Readonly<Record<string, string>> }
   | {
@@ -74,7 +82,12 @@ export type Outcome =
   }
   | { readonly _tag: "Neutral" }
 
-/** A granted permit, to report the outcome against. */
+/**
+ * A granted permit, to report the outcome against.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Permit {
   /** The adaptive epoch the permit was granted in. */
   readonly epoch: number
@@ -86,6 +99,10 @@ export interface Permit {
   readonly parts?: ReadonlyArray<Permit> | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Service {
   /** The key the limiter's state is stored under. */
   readonly key: string
@@ -113,8 +130,16 @@ export interface Service {
   ) => Effect.Effect<A, E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
 }
 
+/**
+ * @since 0.1.0
+ * @category tags
+ */
 export class RateLimiter extends Context.Tag("@sluice/core/RateLimiter")<RateLimiter, Service>() {}
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface CommonOptions {
   /** Permits per `window` (the adaptive limiter's maximum). */
   readonly limit: number
@@ -139,11 +164,19 @@ export interface CommonOptions {
   readonly unit?: "requests" | "tokens" | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface TokenBucketOptions extends CommonOptions {
   /** Permits a full bucket allows at once. Default one second's worth of refill (at least 1). */
   readonly burst?: number | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface AdaptiveOptions extends CommonOptions {
   /** The rate never goes below `floor × limit` (a server's quota headers may pace it lower). Default 0.01. */
   readonly floor?: number | undefined
@@ -164,12 +197,19 @@ export interface AdaptiveOptions extends CommonOptions {
   readonly recovery?: number | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category utils
+ */
 export const postOnly = (request: HttpClientRequest.HttpClientRequest): boolean => request.method === "POST"
 
 /**
  * stkai's presets (limit per window, max wait, floor, penalty), with a
  * margin to hold below the measured rate. Pick a `window` to go with them
  * (stkai used one minute).
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const presets = {
   conservative: { limit: 20, maxWait: "120 seconds", floor: 0.05, penalty: 0.5, margin: 0.1 },
@@ -177,26 +217,50 @@ export const presets = {
   optimistic: { limit: 80, maxWait: "20 seconds", floor: 0.3, penalty: 0.15, margin: 0.02 }
 } as const
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const makeTokenBucket: (
   options: TokenBucketOptions
 ) => Effect.Effect<Service, never, RateLimiterStore> = internal.makeTokenBucket
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const makeAdaptive: (options: AdaptiveOptions) => Effect.Effect<Service, never, RateLimiterStore> =
   internal.makeAdaptive
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerTokenBucket = (options: TokenBucketOptions): Layer.Layer<RateLimiter, never, RateLimiterStore> =>
   Layer.effect(RateLimiter, makeTokenBucket(options))
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerAdaptive = (options: AdaptiveOptions): Layer.Layer<RateLimiter, never, RateLimiterStore> =>
   Layer.effect(RateLimiter, makeAdaptive(options))
 
-/** Classifies a response for the limiter: 429 is `RateLimited`, 5xx `Neutral`, anything else `Success`. */
+/**
+ * Classifies a response for the limiter: 429 is `RateLimited`, 5xx `Neutral`, anything else `Success`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const outcomeOfResponse: (status: number, headers: Readonly<Record<string, string>>, nowMillis: number) => Outcome =
   internal.outcomeOfResponse
 
 /**
  * Applies a limiter to any `HttpClient`: every request it `appliesTo` takes
  * a permit before it is sent, and its response is reported.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const limit = (limiter: Service) =>
 <E, R>(

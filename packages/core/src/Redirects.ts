@@ -31,6 +31,10 @@ import * as FiberRef from "effect/FiberRef"
 import * as ResponseBody from "./internal/responseBody.js"
 import * as TransportDeadline from "./TransportDeadline.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** Hops to follow before returning the last 3xx response as it is. Default 10. */
   readonly maxRedirects?: number | undefined
@@ -38,7 +42,12 @@ export interface Options {
   readonly sensitiveHeaders?: ReadonlyArray<string> | undefined
 }
 
-/** Headers that never cross to another origin. */
+/**
+ * Headers that never cross to another origin.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
 export const CREDENTIAL_HEADERS: ReadonlyArray<string> = ["authorization", "cookie", "proxy-authorization"]
 
 const originOf = (url: string): string | undefined => {
@@ -52,6 +61,9 @@ const originOf = (url: string): string | undefined => {
 /**
  * The request to send for a redirect `response` to `request`, or `undefined`
  * when the response is not a followable redirect.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const nextRequest = (
   request: HttpClientRequest.HttpClientRequest,
@@ -91,6 +103,9 @@ export const nextRequest = (
 
 /**
  * Follows up to `maxRedirects` redirects, stripping credentials across origins.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const follow = (options?: Options) =>
 <E, R>(self: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E, R> => {

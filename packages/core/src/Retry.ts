@@ -46,6 +46,10 @@ import * as Schedule from "effect/Schedule"
 import { RequestTimeoutError } from "./ApiError.js"
 import { timeoutFail } from "./internal/timeout.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** Attempts in all, the first included. Default 4. */
   readonly maxAttempts?: number | undefined
@@ -65,6 +69,10 @@ export interface Options {
   readonly deadline?: Duration.DurationInput | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Budget {
   readonly capacity: number
   readonly retryCost: number
@@ -72,15 +80,29 @@ export interface Budget {
   readonly successRefund: number
 }
 
-/** What a retry decision needs to know about the request. */
+/**
+ * What a retry decision needs to know about the request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface RequestInfo {
   readonly method: string
   readonly headers: Readonly<Record<string, string>>
 }
 
-/** The errors the policy knows how to judge; anything else is never retried. */
+/**
+ * The errors the policy knows how to judge; anything else is never retried.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Retryable = { readonly _tag: string }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Service {
   readonly options: Options
   /** Runs `attempt` with retries for `request`. */
@@ -90,6 +112,10 @@ export interface Service {
   ) => Effect.Effect<A, E | RequestTimeoutError, R>
 }
 
+/**
+ * @since 0.1.0
+ * @category tags
+ */
 export class RetryPolicy extends Context.Tag("@sluice/core/RetryPolicy")<RetryPolicy, Service>() {}
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"])
@@ -98,7 +124,12 @@ const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504])
 const retries = Metric.counter("sluice_retries", { incremental: true })
 const budgetRefused = Metric.counter("sluice_retry_budget_exhausted", { incremental: true })
 
-/** `Some(retryAfter)` (possibly zero) when the error may be retried for this request, `None` when not. */
+/**
+ * `Some(retryAfter)` (possibly zero) when the error may be retried for this request, `None` when not.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const decide = (
   retryable: Retryable,
   request: RequestInfo,
@@ -142,6 +173,10 @@ const isTimeout = (error: Retryable & Readonly<Record<string, unknown>>) =>
   error._tag === "RequestTimeoutError" || error._tag === "TokenAcquisitionTimeoutError" ||
   (error._tag === "AuthenticationError" && error["reason"] === "TokenEndpointTimeout")
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = (options: Options = {}): Effect.Effect<Service> =>
   Effect.sync(() => {
     const maxAttempts = options.maxAttempts ?? 4
@@ -203,5 +238,9 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     return { options, retry }
   })
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options: Options = {}): Layer.Layer<RetryPolicy> => Layer.effect(RetryPolicy, make(options))
 

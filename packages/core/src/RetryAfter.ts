@@ -49,6 +49,9 @@ const utc = (
 
 /**
  * Parses an HTTP-date in any of its three forms into epoch milliseconds.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const parseHttpDate = (value: string, nowMillis: number = Date.now()): Option.Option<number> => {
   let m = IMF_FIXDATE.exec(value)
@@ -70,6 +73,9 @@ export const parseHttpDate = (value: string, nowMillis: number = Date.now()): Op
 /**
  * Parses a `Retry-After` value relative to `nowMillis` (wall clock, as HTTP
  * dates are). Returns `None` for a missing or malformed value.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const parse = (value: string | undefined | null, nowMillis: number): Option.Option<Duration.Duration> => {
   if (value === undefined || value === null) return Option.none()
@@ -83,5 +89,8 @@ export const parse = (value: string | undefined | null, nowMillis: number): Opti
 
 /**
  * Formats a time as an IMF-fixdate, the preferred HTTP-date form.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const formatHttpDate = (epochMillis: number): string => new Date(epochMillis).toUTCString()

@@ -24,7 +24,12 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 
-/** One dispatched event. `event` defaults to `"message"`; `id` is the last event id seen. */
+/**
+ * One dispatched event. `event` defaults to `"message"`; `id` is the last event id seen.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Event {
   readonly event: string
   readonly data: string
@@ -32,7 +37,12 @@ export interface Event {
   readonly retry: number | undefined
 }
 
-/** A pending event grew past `maxEventSize` characters without being dispatched. */
+/**
+ * A pending event grew past `maxEventSize` characters without being dispatched.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class SseEventTooLargeError extends Schema.TaggedError<SseEventTooLargeError>(
   "@sluice/core/SseEventTooLargeError"
 )("SseEventTooLargeError", { maxEventSize: Schema.Number }) {
@@ -43,6 +53,10 @@ export class SseEventTooLargeError extends Schema.TaggedError<SseEventTooLargeEr
 
 const DEFAULT_MAX_EVENT_SIZE = 10 * 1024 * 1024
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface DecodeOptions {
   /**
    * Characters a pending event, and any one line of the stream (terminated or
@@ -63,6 +77,9 @@ interface State {
 
 /**
  * Parses lines of an event stream into events, one fold step per line.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const fromLines = (options?: DecodeOptions) =>
 <E, R>(lines: Stream.Stream<string, E, R>): Stream.Stream<Event, E | SseEventTooLargeError, R> => {
@@ -129,6 +146,9 @@ export const fromLines = (options?: DecodeOptions) =>
  * chunk boundaries (a `\r` at the end of a chunk and a `\n` at the start of
  * the next are one line end). A last line without a line end is emitted when
  * the stream ends.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const splitLines = <E, R>(text: Stream.Stream<string, E, R>): Stream.Stream<string, E, R> =>
   splitLinesBounded(text, Number.POSITIVE_INFINITY, () => undefined as never)
@@ -137,6 +157,9 @@ export const splitLines = <E, R>(text: Stream.Stream<string, E, R>): Stream.Stre
  * `splitLines` that fails with `tooLong()` once a line, terminated or still
  * being received, holds more than `maxLength` characters: a server that never
  * sends a line end cannot grow the carry without bound.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const splitLinesBounded = <E, R, E2>(
   text: Stream.Stream<string, E, R>,
@@ -180,6 +203,9 @@ export const splitLinesBounded = <E, R, E2>(
 /**
  * Decodes a UTF-8 byte stream into events. An event not terminated by a blank
  * line when the stream ends is dropped, as the standard says.
+ *
+ * @since 0.1.0
+ * @category parsers
  */
 export const decode = <E, R>(
   bytes: Stream.Stream<Uint8Array, E, R>,

@@ -57,6 +57,9 @@ const DEADLINE = Symbol.for("@sluice/core/TransportDeadline/deadline")
  * (epoch milliseconds of the live clock, as `Date.now()`). Requests derived
  * from the copy with `HttpClientRequest.setHeader(s)` keep it; the original
  * is unchanged.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const attach = (
   request: HttpClientRequest.HttpClientRequest,
@@ -70,13 +73,21 @@ export const attach = (
 
 const EMPTY: Record<string, string> = {}
 
-/** The deadline {@link attach}ed to `request`, if any. */
+/**
+ * The deadline {@link attach}ed to `request`, if any.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const of = (request: HttpClientRequest.HttpClientRequest): number | undefined => ofHeaders(request.headers)
 
 /**
  * The deadline of the request whose headers object this is, for a transport
  * that is handed only the headers (as `@effect/platform-node`'s undici
  * adapter hands `Dispatcher.request` the request's `headers`).
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const ofHeaders = (headers: unknown): number | undefined =>
   typeof headers === "object" && headers !== null
@@ -87,6 +98,9 @@ export const ofHeaders = (headers: unknown): number | undefined =>
  * The abort reason a transport uses when a request's deadline passes. It is
  * an `Error` so that it survives as the `cause` of the platform's
  * `RequestError`/`ResponseError`.
+ *
+ * @since 0.1.0
+ * @category models
  */
 export class DeadlineExceeded extends Error {
   readonly _tag = "DeadlineExceeded"
@@ -99,6 +113,9 @@ export class DeadlineExceeded extends Error {
 /**
  * Whether `u` is a {@link DeadlineExceeded}. By its tag, not `instanceof`: a
  * transport may have been built against another copy of this package.
+ *
+ * @since 0.1.0
+ * @category guards
  */
 export const isDeadlineExceeded = (u: unknown): u is DeadlineExceeded =>
   u instanceof Error && (u as { readonly _tag?: unknown })._tag === "DeadlineExceeded"
@@ -108,11 +125,19 @@ const declared = globalValue("@sluice/core/TransportDeadline/declared", () => ne
 /**
  * Declares that `client` fails every request at its {@link attach}ed
  * deadline. Returns the same client.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const declare = <C extends HttpClient.HttpClient>(client: C): C => {
   declared.add(client)
   return client
 }
 
-/** Whether `client` itself was declared with {@link declare}. */
+/**
+ * Whether `client` itself was declared with {@link declare}.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
 export const isEnforcedBy = (client: HttpClient.HttpClient): boolean => declared.has(client)

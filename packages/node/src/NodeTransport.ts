@@ -41,6 +41,10 @@ import { TransportDeadline } from "@sluice/core"
 import { Agent, type Dispatcher } from "undici"
 import { DeadlineHandler } from "./internal/deadlineHandler.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** Bound on TCP connect plus TLS handshake. Default 5 seconds. */
   readonly connectTimeout?: Duration.DurationInput | undefined
@@ -74,6 +78,9 @@ class DeadlineAgent extends Agent {
 /**
  * A keep-alive undici `Agent`, destroyed when the scope closes. Its
  * requests fail at their `TransportDeadline`.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.acquireRelease(
@@ -94,6 +101,9 @@ export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.
 
 /**
  * An `HttpClient` over a scoped agent.
+ *
+ * @since 0.1.0
+ * @category constructors
  */
 export const make = (options?: Options): Effect.Effect<HttpClient.HttpClient, never, Scope.Scope> =>
   Effect.map(makeAgent(options), (agent) => TransportDeadline.declare(NodeHttpClient.makeUndici(agent)))
@@ -101,10 +111,17 @@ export const make = (options?: Options): Effect.Effect<HttpClient.HttpClient, ne
 /**
  * Provides `HttpClient`. The client is used as made: no per-request context
  * merge (what `HttpClient.layerMergedContext` would add to every request).
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layer = (options?: Options): Layer.Layer<HttpClient.HttpClient> =>
   Layer.scoped(HttpClient.HttpClient, make(options))
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerConfig = (
   options: Config.Config.Wrap<Options>
 ): Layer.Layer<HttpClient.HttpClient, ConfigError.ConfigError> =>

@@ -44,6 +44,10 @@ import * as circuitBreaker from "./internal/circuitBreakerStore.js"
 import * as internal from "./internal/redisStore.js"
 import * as tokenStore from "./internal/tokenStore.js"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** `redis://[:password@]host:port/db`. One of `url` or `path`. */
   readonly url?: string | Redacted.Redacted<string> | undefined
@@ -59,15 +63,27 @@ export interface Options {
   readonly onUnavailable?: "fail" | { readonly fallback: "local"; readonly processes: number } | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make: (
   options: Options
 ) => Effect.Effect<RateLimiterStore.Store, RateLimiterStore.RateLimiterStoreError, Scope.Scope> = internal.make
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (
   options: Options
 ): Layer.Layer<RateLimiterStore.RateLimiterStore, RateLimiterStore.RateLimiterStoreError> =>
   Layer.scoped(RateLimiterStore.RateLimiterStore, make(options))
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layerConfig = (
   options: Config.Config.Wrap<Options>
 ): Layer.Layer<RateLimiterStore.RateLimiterStore, RateLimiterStore.RateLimiterStoreError | ConfigError.ConfigError> =>
@@ -93,6 +109,7 @@ export const layerConfig = (
  * ```
  *
  * @since 0.3.0
+ * @category constructors
  */
 export const makeCircuitBreaker: (
   options: Options
@@ -100,6 +117,7 @@ export const makeCircuitBreaker: (
 
 /**
  * @since 0.3.0
+ * @category layers
  */
 export const layerCircuitBreaker = (
   options: Options
@@ -134,6 +152,7 @@ export const layerCircuitBreaker = (
  * ```
  *
  * @since 0.3.0
+ * @category constructors
  */
 export const makeTokenStore: (
   options: Options
@@ -141,6 +160,7 @@ export const makeTokenStore: (
 
 /**
  * @since 0.3.0
+ * @category layers
  */
 export const layerTokenStore = (options: Options): Layer.Layer<TokenStore.TokenStore, TokenStore.TokenStoreError> =>
   Layer.scoped(TokenStore.TokenStore, makeTokenStore(options))

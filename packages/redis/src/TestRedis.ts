@@ -24,6 +24,10 @@ import * as Path from "node:path"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface RedisServer {
   readonly socket: string
   /** Stops the server (as a crash would: SIGKILL). */
@@ -45,7 +49,12 @@ const ping = (socket: string) =>
     })
   })
 
-/** A private redis-server on a unix socket in a temp dir, for the life of the scope. */
+/**
+ * A private redis-server on a unix socket in a temp dir, for the life of the scope.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const start: Effect.Effect<RedisServer, never, Scope.Scope> = Effect.gen(function*() {
   const found = ChildProcess.spawnSync("redis-server", ["--version"], { encoding: "utf8" })
   if (found.error) return yield* Effect.dieMessage(HOW_TO_INSTALL)

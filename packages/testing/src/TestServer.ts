@@ -40,7 +40,12 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/server.js"
 
-/** What a route answers to one request. */
+/**
+ * What a route answers to one request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Reply {
   /** Default 200 (302 with `redirect`, 429 with `retryAfter`). */
   readonly status?: number | undefined
@@ -69,11 +74,19 @@ export interface Reply {
   readonly fault?: Fault | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface RetryAfterDate {
   readonly at: number
   readonly format?: "imf-fixdate" | "rfc850" | "asctime" | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category utils
+ */
 export const Fault = Schema.Literal(
   /** The connection is reset (TCP RST) before any byte of the response. */
   "reset-before-headers",
@@ -92,9 +105,18 @@ export const Fault = Schema.Literal(
   /** The request is read and never answered. */
   "hang"
 )
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export type Fault = typeof Fault.Type
 
-/** A quota the server enforces without telling the client what it is. */
+/**
+ * A quota the server enforces without telling the client what it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Capacity {
   /**
    * `token-bucket` (default) refills continuously; `fixed-window` admits
@@ -130,12 +152,21 @@ export interface Capacity {
   readonly headers?: "ietf" | "x" | "x-epoch" | "draft-7" | "draft-8" | "openai" | "anthropic" | undefined
 }
 
-/** Latency that grows with the requests in flight: `base + perInFlight × inFlight`. */
+/**
+ * Latency that grows with the requests in flight: `base + perInFlight × inFlight`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Latency {
   readonly base?: Duration.DurationInput | undefined
   readonly perInFlight?: Duration.DurationInput | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Route {
   /** `GET`, `POST`, … or `*` (the default). */
   readonly method?: string | undefined
@@ -153,6 +184,10 @@ export interface Route {
   readonly randomFaults?: { readonly probability: number; readonly reply: Reply; readonly seed?: number | undefined } | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface OAuth {
   /** Default `/oauth/token`. */
   readonly path?: string | undefined
@@ -166,6 +201,10 @@ export interface OAuth {
   readonly script?: ReadonlyArray<Reply> | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Options {
   /** Default 0: a free port. */
   readonly port?: number | undefined
@@ -184,7 +223,12 @@ export interface Options {
   readonly logLimit?: number | undefined
 }
 
-/** One request as the server saw it. Secrets in headers, the query and token-request bodies are masked. */
+/**
+ * One request as the server saw it. Secrets in headers, the query and token-request bodies are masked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface LoggedRequest {
   readonly id: number
   readonly method: string
@@ -197,6 +241,10 @@ export interface LoggedRequest {
   readonly status: number | undefined
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface Stats {
   readonly requests: Readonly<Record<string, number>>
   /** Answers sent, by status code. */
@@ -211,6 +259,10 @@ export interface Stats {
   readonly abandoned: number
 }
 
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface TestServer {
   /** `http://127.0.0.1:<port>` */
   readonly url: string
@@ -236,21 +288,44 @@ export interface TestServer {
   readonly resetStats: Effect.Effect<void>
 }
 
-/** The configuration cannot be served: the message says which part and why. */
+/**
+ * The configuration cannot be served: the message says which part and why.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
 export class TestServerConfigError extends Schema.TaggedError<TestServerConfigError>(
   "@sluice/testing/TestServerConfigError"
 )("TestServerConfigError", { message: Schema.String }) {}
 
+/**
+ * @since 0.1.0
+ * @category tags
+ */
 export class TestServerTag extends Context.Tag("@sluice/testing/TestServer")<TestServerTag, TestServer>() {}
 
-/** Starts a server for the life of the scope; every socket is closed with it. */
+/**
+ * Starts a server for the life of the scope; every socket is closed with it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make: (options?: Options) => Effect.Effect<TestServer, TestServerConfigError, Scope.Scope> =
   internal.make
 
+/**
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = (options?: Options): Layer.Layer<TestServerTag, TestServerConfigError> =>
   Layer.scoped(TestServerTag, make(options))
 
-/** A 429 reply with `Retry-After`. */
+/**
+ * A 429 reply with `Retry-After`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const tooManyRequests = (options?: {
   readonly retryAfter?: number | RetryAfterDate | undefined
   readonly json?: unknown
@@ -260,9 +335,18 @@ export const tooManyRequests = (options?: {
   json: options?.json ?? { error: "rate_limited" }
 })
 
-/** A reply of this status with a small JSON error body. */
+/**
+ * A reply of this status with a small JSON error body.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const status = (code: number, json?: unknown): Reply => ({ status: code, json: json ?? { status: code } })
 
+/**
+ * @since 0.1.0
+ * @category utils
+ */
 export const fault = (kind: Fault, options?: { readonly chunkDelay?: Duration.DurationInput }): Reply => ({
   fault: kind,
   chunkDelay: options?.chunkDelay
@@ -272,9 +356,17 @@ export const fault = (kind: Fault, options?: { readonly chunkDelay?: Duration.Du
  * A listener that accepts TCP connections and never sends a byte: over TLS
  * (`https://`) a client's connect never completes (its connect timeout
  * fires); over plain HTTP the request is never answered.
+ *
+ * @since 0.1.0
+ * @category utils
  */
 export const blackhole: Effect.Effect<{ readonly port: number; readonly url: string }, never, Scope.Scope> =
   internal.blackhole
 
-/** A loopback port with nothing listening: connecting to it is refused at once. */
+/**
+ * A loopback port with nothing listening: connecting to it is refused at once.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
 export const closedPort: Effect.Effect<number> = internal.closedPort
