@@ -4,7 +4,6 @@
  *
  * @since 0.1.0
  */
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import {
   ApiClient,
@@ -80,20 +79,18 @@ export const currentAttemptLog = FiberRef.unsafeMake<AttemptLog | undefined>(und
 
 /**
  * Counts attempts and keeps the last status for the batch's records. It adds
- * no wait, so it declares its client: the attempt timeout stays with the
- * transport instead of a fiber raced per attempt.
+ * no wait, so it keeps the transport's deadline (`TransportDeadline.transform`):
+ * the attempt timeout stays with the transport instead of a fiber raced per attempt.
  */
-const countAttempts = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  TransportDeadline.declare(HttpClient.tap(
-    HttpClient.tapRequest(client, () =>
-      Effect.map(FiberRef.get(currentAttemptLog), (log) => {
-        if (log) log.attempts++
-      })),
-    (response) =>
-      Effect.map(FiberRef.get(currentAttemptLog), (log) => {
-        if (log) log.status = response.status
-      })
-  ))
+const countAttempts = TransportDeadline.transform((send) => (request) =>
+  Effect.flatMap(FiberRef.get(currentAttemptLog), (log) => {
+    if (log === undefined) return send(request)
+    log.attempts++
+    return Effect.tap(send(request), (response) => {
+      log.status = response.status
+    })
+  })
+)
 
 const need = <A>(value: A | undefined, message: string): Effect.Effect<A, UsageError> =>
   value === undefined ? Effect.fail(new UsageError({ message })) : Effect.succeed(value)

@@ -159,10 +159,10 @@ export interface Options {
   /**
    * Bound on one attempt: waiting for a pooled socket, connect, send, headers
    * and body (for a stream, up to the headers). Default 10 seconds;
-   * `Duration.infinity` for none. Over a transport that enforces
-   * `TransportDeadline` (`NodeTransport`) the transport fails the request at
-   * the deadline; over any other client, or under a `transformClient` that
-   * does not declare its client, the attempt is raced against a timer.
+   * `Duration.infinity` for none. Over a `TransportDeadline.DeadlineClient`
+   * (`NodeTransport`) the deadline is handed to the transport, which fails
+   * the request there; over any other client (or a `transformClient` that
+   * makes a plain one) the attempt is raced with `Effect.timeoutFail`.
    */
   readonly timeout?: Duration.DurationInput | undefined
   /**
@@ -192,7 +192,7 @@ export interface Options {
    * layer. The attempt timeout then bounds what it adds too, by racing the
    * attempt (a forked fiber per attempt, measurably dearer: BENCHMARKS.md 1b).
    * A combinator that adds no wait of its own (taps, header changes) can keep
-   * the deadline at the transport: return `TransportDeadline.declare(client)`.
+   * the deadline at the transport: write it with `TransportDeadline.transform`.
    */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
 }

@@ -28,6 +28,8 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import { dual } from "effect/Function"
+import { hasProperty } from "effect/Predicate"
 import * as ResponseBody from "./internal/responseBody.js"
 import * as TransportDeadline from "./TransportDeadline.js"
 
@@ -95,37 +97,47 @@ export const nextRequest = (
     headers = Headers.remove(headers, ["content-type", "content-length", "content-encoding", "content-language"])
   }
   // setUrl with a URL takes its query as the parameters: the old ones are not appended twice.
-  const next = HttpClientRequest.make(method)(target, { headers, body })
-  // A hop belongs to the same attempt: it keeps the attempt's deadline.
-  const deadline = TransportDeadline.of(request)
-  return deadline === undefined ? next : TransportDeadline.attach(next, deadline)
+  return HttpClientRequest.make(method)(target, { headers, body })
 }
 
 /**
- * Follows up to `maxRedirects` redirects, stripping credentials across origins.
+ * Follows up to `maxRedirects` redirects, stripping credentials across
+ * origins. Over a `TransportDeadline.DeadlineClient` the result is one too:
+ * every hop belongs to the same attempt and gets its deadline.
  *
  * @since 0.1.0
- * @category utils
+ * @category combinators
  */
-export const follow = (options?: Options) =>
-<E, R>(self: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E, R> => {
-  const maxRedirects = options?.maxRedirects ?? 10
-  const sensitive = [...CREDENTIAL_HEADERS, ...(options?.sensitiveHeaders ?? []).map((h) => h.toLowerCase())]
-  const loop = (
-    request: HttpClientRequest.HttpClientRequest,
-    hops: number
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, E, R> =>
-    Effect.flatMap(self.execute(request), (response) => {
-      if (hops >= maxRedirects || response.status < 300 || response.status >= 400) return Effect.succeed(response)
-      return Effect.flatMap(FiberRef.get(Headers.currentRedactedNames), (redacted) => {
-        const next = nextRequest(request, response, sensitive, redacted)
-        if (next === undefined) return Effect.succeed(response)
-        // Drain the redirect's own body so its connection goes back to the pool (a large one closes it).
-        return Effect.zipRight(ResponseBody.discard(response), loop(next, hops + 1))
+export const follow: {
+  (options?: Options): <E, R>(self: HttpClient.HttpClient.With<E, R>) => HttpClient.HttpClient.With<E, R>
+  <E, R>(self: HttpClient.HttpClient.With<E, R>, options?: Options): HttpClient.HttpClient.With<E, R>
+} = dual(
+  (args) => hasProperty(args[0], HttpClient.TypeId),
+  <E, R>(self: HttpClient.HttpClient.With<E, R>, options?: Options): HttpClient.HttpClient.With<E, R> => {
+    const maxRedirects = options?.maxRedirects ?? 10
+    const sensitive = [...CREDENTIAL_HEADERS, ...(options?.sensitiveHeaders ?? []).map((h) => h.toLowerCase())]
+    const loop = (
+      send: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, E, R>,
+      request: HttpClientRequest.HttpClientRequest,
+      hops: number
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, E, R> =>
+      Effect.flatMap(send(request), (response) => {
+        if (hops >= maxRedirects || response.status < 300 || response.status >= 400) return Effect.succeed(response)
+        return Effect.flatMap(FiberRef.get(Headers.currentRedactedNames), (redacted) => {
+          const next = nextRequest(request, response, sensitive, redacted)
+          if (next === undefined) return Effect.succeed(response)
+          // Drain the redirect's own body so its connection goes back to the pool (a large one closes it).
+          return Effect.zipRight(ResponseBody.discard(response), loop(send, next, hops + 1))
+        })
       })
-    })
-  return HttpClient.makeWith(
-    (request: Effect.Effect<HttpClientRequest.HttpClientRequest, E, R>) => Effect.flatMap(request, (r) => loop(r, 0)),
-    Effect.succeed
-  )
-}
+    if (TransportDeadline.isDeadlineClient(self as unknown as HttpClient.HttpClient)) {
+      return TransportDeadline.transform(self as unknown as HttpClient.HttpClient, (send) => (request) =>
+        loop(send as never, request, 0) as never) as unknown as HttpClient.HttpClient.With<E, R>
+    }
+    return HttpClient.makeWith(
+      (request: Effect.Effect<HttpClientRequest.HttpClientRequest, E, R>) =>
+        Effect.flatMap(request, (r) => loop(self.execute, r, 0)),
+      Effect.succeed
+    )
+  }
+)

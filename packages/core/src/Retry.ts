@@ -44,7 +44,6 @@ import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import { RequestTimeoutError } from "./ApiError.js"
-import { timeoutFail } from "./internal/timeout.js"
 
 /**
  * @since 0.1.0
@@ -228,11 +227,10 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       )
       return deadline === undefined
         ? withRetries
-        : timeoutFail(
-          withRetries,
-          deadline,
-          () => new RequestTimeoutError({ method: request.method, url: "(all attempts)", phase: "deadline", timeout: deadline })
-        )
+        : Effect.timeoutFail(withRetries, {
+          duration: deadline,
+          onTimeout: () => new RequestTimeoutError({ method: request.method, url: "(all attempts)", phase: "deadline", timeout: deadline })
+        })
     }
 
     return { options, retry }

@@ -1,102 +1,179 @@
 /**
- * `TransportDeadline`: an attempt deadline that the transport enforces
- * itself.
+ * `TransportDeadline`: an `HttpClient` that bounds a request, body included,
+ * by a deadline it enforces itself.
  *
  * `ApiClient` bounds every attempt (request, response and body) by its
- * timeout. On an arbitrary `HttpClient` it does that by racing the attempt
- * in a forked fiber, which costs more CPU than the rest of `ApiClient`
- * together (see BENCHMARKS.md 1b). A transport that can abort its
- * own request at a given instant declares so with {@link declare}; for such
- * a transport `ApiClient` only {@link attach}es the attempt's deadline to the
- * request it sends, and the transport fails the request (and its body) at
- * that instant with a {@link DeadlineExceeded}, which `ApiClient` reports as
- * a `RequestTimeoutError` with phase `total`.
+ * timeout. Over an arbitrary `HttpClient` it does that with
+ * `Effect.timeoutFail`, which races the attempt in a forked fiber: that
+ * costs more CPU than the rest of `ApiClient` together (BENCHMARKS.md 1b).
+ * A transport that can abort its own request at a given instant is a
+ * {@link DeadlineClient}: besides `execute` it has `executeBefore(request,
+ * deadline)`, and `ApiClient` hands it the attempt's deadline as that
+ * argument. The transport fails the request (and later its body) at that
+ * instant with a {@link DeadlineExceeded}, which `ApiClient` reports as a
+ * `RequestTimeoutError` with phase `total`.
  *
- * `NodeTransport` (`@sluice/node`) declares it. A client wrapped after being
- * made (e.g. with `HttpClient.retryTransient`, or `ApiClient`'s
- * `transformClient`) is a new client that declares nothing, so `ApiClient`
- * races it as before: effects around the transport stay bounded.
+ * The deadline is an instant of the Effect `Clock` (`Clock.currentTimeMillis`),
+ * so a transport that waits on the `Clock` is driven by `TestClock` in tests.
+ *
+ * `NodeTransport` (`@sluice/node`) is one. An `HttpClient` combinator
+ * (`HttpClient.tapRequest`, `retryTransient`, ...) makes a new client that is
+ * not: `ApiClient` then races the attempt, so what the combinator adds stays
+ * bounded. {@link transform} wraps a `DeadlineClient` and keeps the deadline
+ * at the transport (for what adds no wait of its own: taps, headers).
  *
  * @example
  * ```ts
- * import * as HttpClient from "@effect/platform/HttpClient"
+ * import * as Effect from "effect/Effect"
+ * import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
  * import { TransportDeadline } from "@sluice/core"
  *
- * // A transport that reads `TransportDeadline.of(request)` when it sends and
- * // fails the request with `new TransportDeadline.DeadlineExceeded(deadline)` when it passes:
- * declare const myTransport: HttpClient.HttpClient
- * export const transport = TransportDeadline.declare(myTransport)
+ * declare const transport: TransportDeadline.DeadlineClient
+ *
+ * // A request (and its body) that must be done within 2 seconds:
+ * const program = Effect.gen(function*() {
+ *   const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+ *   const response = yield* transport.executeBefore(HttpClientRequest.get("https://api.example.com/x"), now + 2_000)
+ *   return yield* response.json
+ * })
  * ```
  *
  * @since 0.2.0
  */
-import type * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { globalValue } from "effect/GlobalValue"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import { hasProperty } from "effect/Predicate"
 
 /**
- * Where a request's deadline is kept: a property of its headers object, under
- * a registered symbol (so two copies of this package agree on it).
- *
- * Why on the headers, and not in a `FiberRef`: a `FiberRef` set and restored
- * around every attempt (`Effect.locally`) copies the fiber's refs twice per
- * request; with it, `ApiClient` measured 9 to 10 % over its transport at
- * concurrency 64, without it 2 to 6 % (BENCHMARKS.md 1b). Why the headers
- * object and not the request: `@effect/platform`'s adapters hand the
- * request's headers to their dispatcher and never the request itself, so a
- * transport under such an adapter (`NodeTransport`'s undici agent) can still
- * find it. Why an enumerable property and not a weak map keyed by the object:
- * the platform copies the headers (`{ ...headers }`) when it adds its trace
- * headers, and a spread copies the property along; header iteration
- * (`Object.keys`, `Object.entries`, `for … in`) never sees a symbol.
+ * @since 0.2.0
+ * @category type ids
  */
-const DEADLINE = Symbol.for("@sluice/core/TransportDeadline/deadline")
+export const TypeId: unique symbol = Symbol.for("@sluice/core/TransportDeadline")
 
 /**
- * A copy of `request` that must be complete, body included, by `deadline`
- * (epoch milliseconds of the live clock, as `Date.now()`). Requests derived
- * from the copy with `HttpClientRequest.setHeader(s)` keep it; the original
- * is unchanged.
- *
- * @since 0.1.0
- * @category utils
+ * @since 0.2.0
+ * @category type ids
  */
-export const attach = (
-  request: HttpClientRequest.HttpClientRequest,
-  deadline: number
-): HttpClientRequest.HttpClientRequest => {
-  // A headers object of its own: the original's (often shared) is never touched.
-  const attached = HttpClientRequest.setHeaders(request, EMPTY)
-  ;(attached.headers as unknown as Record<symbol, number>)[DEADLINE] = deadline
-  return attached
+export type TypeId = typeof TypeId
+
+/**
+ * An `HttpClient` that also runs a request under a deadline it enforces.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DeadlineClient extends HttpClient.HttpClient {
+  readonly [TypeId]: TypeId
+  /**
+   * `execute`, failing the request with a {@link DeadlineExceeded} (as the
+   * `cause` of its `RequestError`, or of the body's `ResponseError`) at
+   * `deadline`, epoch milliseconds of the Effect `Clock`: queued for a
+   * socket, sending, waiting for headers or reading the body.
+   */
+  readonly executeBefore: (
+    request: HttpClientRequest.HttpClientRequest,
+    deadline: number
+  ) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
 }
 
-const EMPTY: Record<string, string> = {}
-
 /**
- * The deadline {@link attach}ed to `request`, if any.
+ * How a request is sent: with no deadline (`undefined`) or under one.
  *
- * @since 0.1.0
- * @category utils
+ * @since 0.2.0
+ * @category models
  */
-export const of = (request: HttpClientRequest.HttpClientRequest): number | undefined => ofHeaders(request.headers)
+export type Send = (
+  request: HttpClientRequest.HttpClientRequest,
+  deadline: number | undefined
+) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
 
 /**
- * The deadline of the request whose headers object this is, for a transport
- * that is handed only the headers (as `@effect/platform-node`'s undici
- * adapter hands `Dispatcher.request` the request's `headers`).
+ * A {@link DeadlineClient} from the one function that sends a request with
+ * or without a deadline.
  *
- * @since 0.1.0
- * @category utils
+ * @since 0.2.0
+ * @category constructors
  */
-export const ofHeaders = (headers: unknown): number | undefined =>
-  typeof headers === "object" && headers !== null
-    ? (headers as Record<symbol, number | undefined>)[DEADLINE]
-    : undefined
+export const make = (send: Send): DeadlineClient => {
+  const client = HttpClient.makeWith(
+    (request: Effect.Effect<HttpClientRequest.HttpClientRequest>) => Effect.flatMap(request, (r) => send(r, undefined)),
+    Effect.succeed
+  ) as HttpClient.HttpClient & { -readonly [K in keyof DeadlineClient]?: DeadlineClient[K] }
+  client[TypeId] = TypeId
+  client.executeBefore = send
+  return client as DeadlineClient
+}
 
 /**
- * The abort reason a transport uses when a request's deadline passes. It is
- * an `Error` so that it survives as the `cause` of the platform's
+ * Whether `client` enforces a deadline itself.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isDeadlineClient = (client: HttpClient.HttpClient): client is DeadlineClient =>
+  hasProperty(client, TypeId) && typeof (client as DeadlineClient).executeBefore === "function"
+
+/**
+ * Wraps how a client sends each request, keeping a {@link DeadlineClient}'s
+ * deadline at its transport: `f` gets the inner client's send (which carries
+ * the caller's deadline, if any) and returns the outer one. Over a client
+ * that is not a `DeadlineClient` it is a plain `HttpClient` transform.
+ *
+ * Use it for what adds no wait of its own (taps, header changes, following
+ * redirects): whatever `f` waits for is not bounded by the deadline.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+ * import { TransportDeadline } from "@sluice/core"
+ *
+ * declare const transport: TransportDeadline.DeadlineClient
+ * const tagged = TransportDeadline.transform(transport, (send) => (request) =>
+ *   send(HttpClientRequest.setHeader(request, "x-client", "sluice")))
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const transform: {
+  (
+    f: (
+      send: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+    ) => (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+  ): (self: HttpClient.HttpClient) => HttpClient.HttpClient
+  (
+    self: HttpClient.HttpClient,
+    f: (
+      send: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+    ) => (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+  ): HttpClient.HttpClient
+} = dual(2, (
+  self: HttpClient.HttpClient,
+  f: (
+    send: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+  ) => (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+): HttpClient.HttpClient => {
+  if (!isDeadlineClient(self)) {
+    const outer = f(self.execute)
+    return HttpClient.makeWith(
+      (request: Effect.Effect<HttpClientRequest.HttpClientRequest>) => Effect.flatMap(request, outer),
+      Effect.succeed
+    )
+  }
+  const free = f(self.execute)
+  return make((request, deadline) =>
+    deadline === undefined ? free(request) : f((r) => self.executeBefore(r, deadline))(request)
+  )
+})
+
+/**
+ * The reason a transport fails a request whose deadline passed. It is an
+ * `Error` so that it survives as the `cause` of the platform's
  * `RequestError`/`ResponseError`.
  *
  * @since 0.1.0
@@ -119,25 +196,3 @@ export class DeadlineExceeded extends Error {
  */
 export const isDeadlineExceeded = (u: unknown): u is DeadlineExceeded =>
   u instanceof Error && (u as { readonly _tag?: unknown })._tag === "DeadlineExceeded"
-
-const declared = globalValue("@sluice/core/TransportDeadline/declared", () => new WeakSet<HttpClient.HttpClient>())
-
-/**
- * Declares that `client` fails every request at its {@link attach}ed
- * deadline. Returns the same client.
- *
- * @since 0.1.0
- * @category utils
- */
-export const declare = <C extends HttpClient.HttpClient>(client: C): C => {
-  declared.add(client)
-  return client
-}
-
-/**
- * Whether `client` itself was declared with {@link declare}.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isEnforcedBy = (client: HttpClient.HttpClient): boolean => declared.has(client)

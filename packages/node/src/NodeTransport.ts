@@ -9,12 +9,15 @@
  * and destroys it when the layer's scope closes: in-flight requests are
  * aborted and every socket is closed.
  *
- * The request/response adapter is `@effect/platform-node`'s undici client
- * (`NodeHttpClient.makeUndici`); only the dispatcher is ours. It enforces
- * `TransportDeadline` (declared on the client): `ApiClient` leaves its
- * attempt timeout to the agent, which fails the request at the deadline
- * (queued for a socket, in flight or mid-body) instead of racing every
- * attempt in a forked fiber.
+ * The client is written on the agent's `dispatch` (not through
+ * `@effect/platform-node`'s adapter, which cost about five times raw undici's
+ * CPU per request: BENCHMARKS.md, scenario 1), with the platform's spans and
+ * trace propagation. It is a `TransportDeadline.DeadlineClient`: `ApiClient`
+ * hands it each attempt's deadline, and it fails the request there (queued
+ * for a socket, in flight or mid-body) instead of `ApiClient` racing every
+ * attempt in a forked fiber. Deadlines are kept on the Effect `Clock` of the
+ * scope the client is made in, so `TestClock` drives them in tests.
+ * Redirects are left to `Redirects.follow`.
  *
  * @example
  * ```ts
@@ -30,16 +33,16 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { TransportDeadline } from "@sluice/core"
-import { Agent, type Dispatcher } from "undici"
-import { DeadlineHandler } from "./internal/deadlineHandler.js"
+import type { TransportDeadline } from "@sluice/core"
+import { Agent } from "undici"
+import * as Deadlines from "./internal/deadlines.js"
+import * as UndiciClient from "./internal/undiciClient.js"
 
 /**
  * @since 0.1.0
@@ -59,25 +62,7 @@ export interface Options {
 }
 
 /**
- * An `Agent` whose requests fail at their `TransportDeadline`.
- * `@effect/platform-node`'s undici client hands `request` (which dispatches)
- * the request's own headers object, which is what the deadline was attached
- * to; the request's handler is wrapped for it.
- */
-class DeadlineAgent extends Agent {
-  override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const deadline = TransportDeadline.ofHeaders(options.headers)
-    // Only undici's own handler protocol (what `request` uses) is wrapped.
-    return super.dispatch(
-      options,
-      deadline === undefined || handler.onRequestStart !== undefined ? handler : new DeadlineHandler(handler, deadline)
-    )
-  }
-}
-
-/**
- * A keep-alive undici `Agent`, destroyed when the scope closes. Its
- * requests fail at their `TransportDeadline`.
+ * A keep-alive undici `Agent`, destroyed when the scope closes.
  *
  * @since 0.1.0
  * @category constructors
@@ -85,7 +70,7 @@ class DeadlineAgent extends Agent {
 export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() =>
-      new DeadlineAgent({
+      new Agent({
         connect: {
           timeout: Duration.toMillis(Duration.decode(options?.connectTimeout ?? Duration.seconds(5))),
           ...(options?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {})
@@ -100,13 +85,14 @@ export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.
   )
 
 /**
- * An `HttpClient` over a scoped agent.
+ * An `HttpClient` over a scoped agent, enforcing deadlines
+ * (`TransportDeadline.DeadlineClient`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options?: Options): Effect.Effect<HttpClient.HttpClient, never, Scope.Scope> =>
-  Effect.map(makeAgent(options), (agent) => TransportDeadline.declare(NodeHttpClient.makeUndici(agent)))
+export const make = (options?: Options): Effect.Effect<TransportDeadline.DeadlineClient, never, Scope.Scope> =>
+  Effect.zipWith(makeAgent(options), Deadlines.make, UndiciClient.make)
 
 /**
  * Provides `HttpClient`. The client is used as made: no per-request context

@@ -12,6 +12,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as Option from "effect/Option"
+import { TransportDeadline } from "@sluice/core"
 import { NodeTransport } from "../src/index.js"
 
 const eventually = <A>(check: Effect.Effect<A, unknown>) =>
@@ -65,5 +70,97 @@ describe("NodeTransport", () => {
       const client = Context.get(context, HttpClient.HttpClient)
       const response = yield* client.execute(HttpClientRequest.get(`${server.url}/x`))
       expect(yield* response.json).toBe(2)
+    }))
+
+  it.scoped("sends every body kind the platform has: empty, text, bytes, stream, form data", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/echo", then: { echo: true } }] })
+      const client = yield* NodeTransport.make()
+      const echo = (request: HttpClientRequest.HttpClientRequest) =>
+        Effect.flatMap(client.execute(request), (r) => r.json) as Effect.Effect<{ method: string; body: string; headers: Record<string, string> }, unknown>
+      const url = `${server.url}/echo`
+      expect((yield* echo(HttpClientRequest.get(url))).body).toBe("")
+      const text = yield* echo(HttpClientRequest.post(url).pipe(HttpClientRequest.bodyText("héllo", "text/plain")))
+      expect(text.body).toBe("héllo")
+      expect(text.headers["content-type"]).toBe("text/plain")
+      const bytes = yield* echo(HttpClientRequest.put(url).pipe(HttpClientRequest.bodyUint8Array(new TextEncoder().encode("abc"))))
+      expect([bytes.method, bytes.body]).toEqual(["PUT", "abc"])
+      const streamed = yield* echo(HttpClientRequest.post(url).pipe(HttpClientRequest.setBody(
+        HttpBody.stream(Stream.make("a", "b", "c").pipe(Stream.encodeText), "text/plain")
+      )))
+      expect(streamed.body).toBe("abc")
+      const form = new FormData()
+      form.append("field", "value")
+      const formed = yield* echo(HttpClientRequest.post(url).pipe(HttpClientRequest.bodyFormData(form)))
+      expect(formed.headers["content-type"]).toMatch(/^multipart\/form-data; boundary=/)
+      expect(formed.body).toContain("value")
+    }))
+
+  it.scoped("a response: status, headers, cookies, a body read twice, urlParams, an empty body as null JSON", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/x", then: { status: 201, headers: { "set-cookie": "a=1; Path=/", "x-one": "1" }, body: "k=v&n=2" } },
+          { path: "/empty", then: { status: 204 } }
+        ]
+      })
+      const client = yield* NodeTransport.make()
+      const response = yield* client.execute(HttpClientRequest.get(`${server.url}/x`))
+      expect(response.status).toBe(201)
+      expect(response.headers["x-one"]).toBe("1")
+      expect(response.cookies.cookies["a"]?.value).toBe("1")
+      expect(yield* response.text).toBe("k=v&n=2")
+      expect(yield* response.text).toBe("k=v&n=2")
+      expect(new TextDecoder().decode(yield* response.arrayBuffer)).toBe("k=v&n=2")
+      expect(yield* response.urlParamsBody).toEqual([["k", "v"], ["n", "2"]])
+      const empty = yield* client.execute(HttpClientRequest.get(`${server.url}/empty`))
+      expect(yield* empty.json).toBeNull()
+    }))
+
+  it.live("a large body streams in order with undici paused between reads; a stream ended early closes its socket", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const big = Array.from({ length: 20 }, (_, i) => String.fromCharCode(97 + i).repeat(20_000))
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/big", then: { body: big.join("") } },
+          { path: "/drip", then: { chunks: ["a", "b", "c"], chunkDelay: "10 seconds" } },
+          { path: "/x", then: { json: 1 } }
+        ]
+      })
+      const client = yield* NodeTransport.make({ connections: 1 })
+      const response = yield* client.execute(HttpClientRequest.get(`${server.url}/big`))
+      // read slowly: the transport holds at most its high-water mark ahead of the reader
+      const text = yield* response.stream.pipe(
+        Stream.tap(() => Effect.sleep("1 millis")),
+        Stream.decodeText(),
+        Stream.mkString
+      )
+      expect(text).toBe(big.join(""))
+      const drip = yield* client.execute(HttpClientRequest.get(`${server.url}/drip`))
+      expect(yield* drip.stream.pipe(Stream.take(1), Stream.decodeText(), Stream.mkString)).toBe("a")
+      yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.abandoned === 1)))
+      // the socket was closed with the rest of the body in it (abandoned), not reused; the pool goes on
+      const response2 = yield* client.execute(HttpClientRequest.get(`${server.url}/x`))
+      expect(yield* response2.json).toBe(1)
+    })))
+
+  it.scoped("deadlines run on the Effect Clock: TestClock drives them, to the millisecond", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ routes: [{ path: "/hang", then: TestServer.fault("hang") }] })
+      const client = yield* NodeTransport.make()
+      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const fiber = yield* Effect.fork(client.executeBefore(HttpClientRequest.get(`${server.url}/hang`), now + 1_000))
+      yield* server.awaitRequests(1)
+      yield* TestClock.adjust("999 millis")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag).toBe("RequestError")
+      expect(TransportDeadline.isDeadlineExceeded(error.cause)).toBe(true)
+      // a deadline already past: never sent
+      const late = yield* Effect.flip(client.executeBefore(HttpClientRequest.get(`${server.url}/hang`), now))
+      expect(TransportDeadline.isDeadlineExceeded(late.cause)).toBe(true)
+      expect((yield* server.stats).total).toBe(1)
     }))
 })

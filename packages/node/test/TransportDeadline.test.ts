@@ -9,9 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import { Agent, type Dispatcher } from "undici"
 import { NodeTransport } from "../src/index.js"
-import { DeadlineHandler } from "../src/internal/deadlineHandler.js"
 
 const eventually = <A>(check: Effect.Effect<A, unknown>) =>
   check.pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(150)))))
@@ -40,7 +38,7 @@ describe("NodeTransport enforces TransportDeadline", () => {
         { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } },
         { path: "/slow-but-in-time", then: { chunks: ["[1,", "2]"], chunkDelay: "60 millis", delay: "60 millis" } }
       ], { timeout: "600 millis" }) // the in-time route takes ~120 ms: room to spare on a loaded CI machine
-      expect(TransportDeadline.isEnforcedBy(http)).toBe(true)
+      expect(TransportDeadline.isDeadlineClient(http)).toBe(true)
       for (const path of ["/late", "/stall"]) {
         const started = Date.now()
         const error = yield* Effect.flip(api.get(path))
@@ -103,12 +101,12 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(Date.now() - started).toBeLessThan(3_000)
     })))
 
-  it.live("a deadline attached by hand holds with the platform's tracer on (its trace headers are a new headers object)", () =>
+  it.live("executeBefore by hand: the deadline holds with the tracer on (the trace headers make a new request)", () =>
     Effect.scoped(Effect.gen(function*() {
       const { http, server } = yield* setup([{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }])
       const deadline = Date.now() + 300
-      const request = TransportDeadline.attach(HttpClientRequest.get(`${server.url}/stall`), deadline)
-      const error = yield* Effect.flip(http.execute(request).pipe(Effect.flatMap((r) => r.text)))
+      const request = HttpClientRequest.get(`${server.url}/stall`)
+      const error = yield* Effect.flip(http.executeBefore(request, deadline).pipe(Effect.flatMap((r) => r.text)))
       assert(TransportDeadline.isDeadlineExceeded(error.cause), String(error.cause))
       expect(Date.now()).toBeGreaterThanOrEqual(deadline)
       expect(Date.now() - deadline).toBeLessThan(2_000)
@@ -129,24 +127,38 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect((yield* server.stats).statuses).toEqual({ 200: 1, 503: 1 })
     })))
 
-  it.live("a transformClient that declares its client keeps the deadline at the transport", () =>
+  it.live("a transformClient made with TransportDeadline.transform keeps the deadline at the transport", () =>
     Effect.scoped(Effect.gen(function*() {
       const seen: Array<number | undefined> = []
-      const record = (client: HttpClient.HttpClient) =>
-        HttpClient.tapRequest(client, (request) => Effect.sync(() => seen.push(TransportDeadline.of(request))))
+      // What the transport is handed: executeBefore's deadline, or none (execute).
+      const spy = (client: TransportDeadline.DeadlineClient) =>
+        TransportDeadline.make((request, deadline) => {
+          seen.push(deadline)
+          return deadline === undefined ? client.execute(request) : client.executeBefore(request, deadline)
+        })
       const routes: ReadonlyArray<TestServer.Route> = [
         { path: "/x", then: { json: 1 } },
         { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }
       ]
-      const declared = yield* setup(routes, { transformClient: (client) => TransportDeadline.declare(record(client)) })
+      const server = yield* TestServer.make({ routes })
+      const http = spy(yield* NodeTransport.make())
+      const make = (transformClient: (client: HttpClient.HttpClient) => HttpClient.HttpClient) =>
+        Effect.provideService(
+          ApiClient.make({ baseUrl: server.url, timeout: "200 millis", transformClient }),
+          HttpClient.HttpClient,
+          http
+        )
+      const tagged = yield* make(TransportDeadline.transform((send) => (request) =>
+        send(HttpClientRequest.setHeader(request, "x-tag", "1"))))
       const before = Date.now()
-      expect(yield* declared.api.get("/x")).toBe(1)
+      expect(yield* tagged.get("/x")).toBe(1)
       expect(seen[0]).toBeGreaterThanOrEqual(before + 200)
-      const error = yield* Effect.flip(declared.api.get("/stall"))
+      expect((yield* server.log).at(-1)?.headers["x-tag"]).toBe("1")
+      const error = yield* Effect.flip(tagged.get("/stall"))
       expect(error._tag).toBe("RequestTimeoutError")
-      // undeclared, it is raced: the request carries no deadline
-      const raced = yield* setup(routes, { transformClient: record })
-      expect(yield* raced.api.get("/x")).toBe(1)
+      // a platform combinator makes a plain client: the attempt is raced, the transport gets no deadline
+      const raced = yield* make(HttpClient.mapRequest(HttpClientRequest.setHeader("x-tag", "2")))
+      expect(yield* raced.get("/x")).toBe(1)
       expect(seen).toHaveLength(3)
       expect(seen[2]).toBeUndefined()
     })))
@@ -180,66 +192,5 @@ describe("NodeTransport enforces TransportDeadline", () => {
       const error = yield* Effect.flip(api.get("/x"))
       expect(error._tag).toBe("RequestTimeoutError")
       expect(Date.now() - started).toBeLessThan(2_000)
-    })))
-})
-
-describe("DeadlineHandler", () => {
-  /** An agent that wraps every request in a DeadlineHandler for `deadline()`, and keeps them. */
-  const withAgent = (deadline: () => number) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const handlers: Array<DeadlineHandler> = []
-        const agent = new (class extends Agent {
-          override dispatch(options: Agent.DispatchOptions, handler: Dispatcher.DispatchHandler) {
-            const wrapped = new DeadlineHandler(handler, deadline())
-            handlers.push(wrapped)
-            return super.dispatch(options, wrapped)
-          }
-        })()
-        return { agent, handlers }
-      }),
-      ({ agent }) => Effect.promise(() => agent.destroy())
-    )
-
-  it.live("lets go of its timer once undici has the whole body", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const server = yield* TestServer.make({ routes: [{ path: "/x", then: { json: { ok: true } } }] })
-      const { agent, handlers } = yield* withAgent(() => Date.now() + 60_000)
-      const response = yield* Effect.promise(() => agent.request({ origin: server.url, path: "/x", method: "GET" }))
-      expect(yield* Effect.promise(() => response.body.json())).toEqual({ ok: true })
-      expect(handlers.map((h) => h.pending)).toEqual([false])
-    })))
-
-  it.live("fails with DeadlineExceeded at the deadline; the caller's signal still aborts first", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const server = yield* TestServer.make({
-        routes: [{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }]
-      })
-      let deadline = Date.now() + 150
-      const { agent, handlers } = yield* withAgent(() => deadline)
-      const read = (signal?: AbortSignal) =>
-        Effect.promise(() =>
-          agent.request({ origin: server.url, path: "/stall", method: "GET", ...(signal ? { signal } : {}) })
-            .then((r) => r.body.text()).then(() => "read" as unknown, (e: unknown) => e)
-        )
-      const e1 = yield* read()
-      assert(TransportDeadline.isDeadlineExceeded(e1), String(e1))
-      expect(e1.deadline).toBe(deadline)
-      expect(Date.now()).toBeGreaterThanOrEqual(deadline)
-
-      deadline = Date.now() + 60_000
-      const outer = new AbortController()
-      setTimeout(() => outer.abort(new Error("interrupted")), 50)
-      const e2 = yield* read(outer.signal)
-      expect(e2).toBeInstanceOf(Error)
-      expect((e2 as Error).message).toBe("interrupted")
-      yield* eventually(Effect.suspend(() => handlers.some((h) => h.pending) ? Effect.fail("pending") : Effect.void))
-
-      // already past: undici never sends it
-      const before = (yield* server.stats).total
-      deadline = Date.now() - 1
-      const e3 = yield* read()
-      expect(TransportDeadline.isDeadlineExceeded(e3)).toBe(true)
-      expect((yield* server.stats).total).toBe(before)
     })))
 })

@@ -40,7 +40,6 @@ import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
 import * as ResponseBody from "./responseBody.js"
 import { Scrubber } from "./scrub.js"
-import { timeoutOrDeadline } from "./timeout.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
 
@@ -195,15 +194,30 @@ export const make = (
     return options.transformClient ? options.transformClient(c) : c
   }
   const client = decorate(base)
-  // The transport can enforce the attempt timeout itself: no fiber per attempt. Only for the
-  // client as the transport made it (Redirects.follow carries the deadline to every hop), or
-  // under a transformClient that declares its client (it adds no wait of its own); anything
-  // else a transformClient adds must stay inside the raced timeout.
-  const deadlineAtTransport = TransportDeadline.isEnforcedBy(base) &&
-    (options.transformClient === undefined || TransportDeadline.isEnforcedBy(client))
+  // A transport that enforces a deadline itself (TransportDeadline: NodeTransport, also under
+  // Redirects.follow or a TransportDeadline.transform) gets the attempt's deadline as an argument;
+  // any other client is raced against the attempt timeout, which also bounds what it adds.
+  const deadlineClient = TransportDeadline.isDeadlineClient(client) ? client : undefined
   // One span per request: ApiClient's own (method, URL template, status), which also propagates the
   // trace headers; the platform's per-attempt client span is switched off for these requests.
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
+  const timeoutMillis = Duration.isFinite(timeout) ? Duration.toMillis(timeout) : undefined
+
+  /**
+   * `attempt` bounded by the attempt timeout: over a `DeadlineClient` (when
+   * `atTransport`) it gets the deadline to send with, and nothing is armed
+   * here; otherwise it is raced (`Effect.timeoutFail`).
+   */
+  const bounded = <A, E>(
+    attempt: (deadline: number | undefined) => Effect.Effect<A, E>,
+    atTransport: boolean,
+    method: string,
+    url: string
+  ): Effect.Effect<A, E | ApiClient.ApiClient.Error> => {
+    if (timeoutMillis === undefined) return attempt(undefined)
+    if (atTransport) return Effect.clockWith((clock) => attempt(clock.unsafeCurrentTimeMillis() + timeoutMillis))
+    return Effect.timeoutFail(attempt(undefined), { duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) })
+  }
 
   // The platform redacts authorization and x-api-key in logs and spans already; other secret headers are registered.
   const extraSecrets = credentialHeaders.filter((h) => !["authorization", "cookie", "set-cookie", "x-api-key"].includes(h))
@@ -366,9 +380,11 @@ export const make = (
   }
 
   /** `deadline`: the attempt's, for a transport that enforces it (`TransportDeadline`). */
-  const send = (request: HttpClientRequest.HttpClientRequest, deadline?: number) =>
+  const send = (request: HttpClientRequest.HttpClientRequest, deadline: number | undefined) =>
     Effect.mapError(
-      traced.execute(deadline === undefined ? request : TransportDeadline.attach(request, deadline)),
+      deadline === undefined
+        ? traced.execute(request)
+        : Effect.locally(deadlineClient!.executeBefore(request, deadline), HttpClient.currentTracerDisabledWhen, constTrue),
       (error) => fromHttpClientError(error, request.method, request.url, timeout)
     )
 
@@ -416,26 +432,21 @@ export const make = (
       onCredential?: (c: AuthProvider.Credential) => void
     ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
       if (provider === undefined && !limited) {
-        return timeoutOrDeadline(
-          (deadline) => Effect.flatMap(send(req, deadline), handle),
-          timeout,
-          () => totalTimeout(method, url, timeout),
-          atTransport
-        )
+        return bounded((deadline) => Effect.flatMap(send(req, deadline), handle), atTransport, method, url)
       }
       return Effect.suspend(() => {
         // The response headers, for the limiter to learn from (RateLimit-*).
         let headers: Readonly<Record<string, string>> = {}
         const exchange = (request: HttpClientRequest.HttpClientRequest) =>
-          timeoutOrDeadline(
+          bounded(
             (deadline) =>
               Effect.flatMap(send(request, deadline), (response) => {
                 headers = response.headers
                 return handle(response)
               }),
-            timeout,
-            () => totalTimeout(method, url, timeout),
-            atTransport
+            atTransport,
+            method,
+            url
           )
         const sent = provider === undefined ? exchange(req) : Effect.flatMap(provider.credential, (credential) => {
           noteCredential(credential)
@@ -506,7 +517,7 @@ export const make = (
                 ? decodeBody(response, method, url, decode)
                 : failStatus(response, method, url)
             },
-            deadlineAtTransport,
+            deadlineClient !== undefined,
             isForeign(path, url),
             o.cost
           )).pipe(Effect.withParentSpan(span), registerRedacted)
