@@ -47,7 +47,7 @@ export interface Options {
 export const variants = [
   { key: "transport", label: "NodeTransport (`execute` + `json`)" },
   { key: "api", label: "ApiClient `get` (10 s timeout, enforced by the transport)" },
-  { key: "apiRaced", label: "ApiClient `get`, timeout raced in a fiber (any other client)" },
+  { key: "apiRaced", label: "ApiClient `get`, timeout raced with Effect.timeoutFail (any other client)" },
   { key: "apiNoTimeout", label: "ApiClient `get`, no timeout" }
 ] as const
 

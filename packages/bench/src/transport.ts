@@ -8,14 +8,17 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { ApiClient } from "@sluice/core"
+import { ApiClient, ClientCredentials, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as Redacted from "effect/Redacted"
 import { Agent } from "undici"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
 import { median, runPromiseLoops, type Sample, summarise } from "./measure.js"
 
 export interface Options {
@@ -67,6 +70,21 @@ export const run = async (options: Options) => {
     ApiClient.layer({ baseUrl: options.url }).pipe(Layer.provide(NodeTransport.layer({ keepAliveTimeout: "60 seconds" }))),
     ApiClient.ApiClient
   )
+  // The whole stack as a user runs it: OAuth2 (token cached), a token bucket far above demand, retries.
+  const stack = await build(
+    ApiClient.layer({ baseUrl: options.url }).pipe(
+      Layer.provide(ClientCredentials.layer({
+        tokenUrl: `${options.url}/oauth/token`,
+        clientId: "bench",
+        clientSecret: Redacted.make("bench-secret")
+      })),
+      Layer.provide(RateLimiter.layerTokenBucket({ limit: 1_000_000, window: "1 second" })),
+      Layer.provide(RateLimiterStore.layerMemory),
+      Layer.provide(Retry.layer()),
+      Layer.provideMerge(NodeTransport.layer({ keepAliveTimeout: "60 seconds" }))
+    ),
+    ApiClient.ApiClient
+  )
   const viaClient = (client: HttpClient.HttpClient) =>
     effectLoops(Effect.flatMap(client.execute(HttpClientRequest.get(`${options.url}/items`)), (r) => r.json))
 
@@ -74,7 +92,9 @@ export const run = async (options: Options) => {
     ["raw undici.request", raw],
     ["platform-node layerUndici", effectRunner(viaClient(platform))],
     ["sluice NodeTransport", effectRunner(viaClient(transport))],
-    ["sluice ApiClient (GET JSON)", effectRunner(effectLoops(api.get("/items")))]
+    ["sluice NodeTransport, tracer off", effectRunner((c, d) => Effect.withTracerEnabled(viaClient(transport)(c, d), false))],
+    ["sluice ApiClient (GET JSON)", effectRunner(effectLoops(api.get("/items")))],
+    ["sluice full stack (OAuth2, limiter, retry)", effectRunner(effectLoops(stack.get("/items")))]
   ]
 
   const results: Record<string, Record<number, Array<Sample & { readonly cpuMicros: number }>>> = {}
@@ -92,6 +112,29 @@ export const run = async (options: Options) => {
       }
     }
   }
+  // Heap held per request in flight: 1,000 requests to a route that answers after a second.
+  V8.setFlagsFromString("--expose-gc")
+  const gc = Vm.runInNewContext("gc") as () => void
+  const slowUrl = new URL(`${options.url}/slow`)
+  const holders: Array<[string, () => Promise<unknown>]> = [
+    ["raw undici.request", () => agent.request({ origin: slowUrl.origin, path: "/slow", method: "GET" }).then((r) => r.body.json())],
+    ["platform-node layerUndici", () => Effect.runPromise(Effect.flatMap(platform.execute(HttpClientRequest.get(slowUrl)), (r) => r.json))],
+    ["sluice NodeTransport", () => Effect.runPromise(Effect.flatMap(transport.execute(HttpClientRequest.get(slowUrl)), (r) => r.json))],
+    ["sluice ApiClient (GET JSON)", () => Effect.runPromise(api.get("/slow"))],
+    ["sluice full stack (OAuth2, limiter, retry)", () => Effect.runPromise(stack.get("/slow"))]
+  ]
+  const heapPer1000: Record<string, number> = {}
+  for (const [name, once] of holders) {
+    // warm: sockets for 1,000 requests at once exist before the measurement
+    await Promise.all(Array.from({ length: 1_000 }, once))
+    gc()
+    const before = process.memoryUsage().heapUsed
+    const all = Promise.all(Array.from({ length: 1_000 }, once))
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    gc()
+    heapPer1000[name] = process.memoryUsage().heapUsed - before
+    await all
+  }
   await Effect.runPromise(Scope.close(scope, Exit.void))
   await agent.close()
 
@@ -105,7 +148,8 @@ export const run = async (options: Options) => {
         p50: median(samples.map((s) => s.p50)),
         p99: median(samples.map((s) => s.p99))
       }]
-    }))
+    })),
+    heapPer1000: heapPer1000[name]
   }))
   return rows
 }

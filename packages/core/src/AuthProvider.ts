@@ -29,6 +29,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -154,10 +155,15 @@ export const layerBasic = (username: string, password: Redacted.Redacted<string>
  * 401 is an `AuthenticationError` with reason `Unauthorized`.
  *
  * @since 0.1.0
- * @category utils
+ * @category combinators
  */
-export const withAuth = (auth: Service) =>
-<E, R>(self: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E | AuthenticationError, R> => {
+export const withAuth: {
+  (auth: Service): <E, R>(self: HttpClient.HttpClient.With<E, R>) => HttpClient.HttpClient.With<E | AuthenticationError, R>
+  <E, R>(self: HttpClient.HttpClient.With<E, R>, auth: Service): HttpClient.HttpClient.With<E | AuthenticationError, R>
+} = dual(2, <E, R>(
+  self: HttpClient.HttpClient.With<E, R>,
+  auth: Service
+): HttpClient.HttpClient.With<E | AuthenticationError, R> => {
   const once = (request: HttpClientRequest.HttpClientRequest) =>
     Effect.flatMap(auth.credential, (credential) =>
       Effect.map(self.execute(HttpClientRequest.setHeaders(request, credential.headers)), (response) => ({
@@ -181,7 +187,7 @@ export const withAuth = (auth: Service) =>
         })),
     Effect.succeed
   )
-}
+})
 
 /**
  * The error for a 401 that survived a refresh.

@@ -38,6 +38,8 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { hasProperty } from "effect/Predicate"
+import { dual } from "effect/Function"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -262,15 +264,25 @@ export const outcomeOfResponse: (status: number, headers: Readonly<Record<string
  * @since 0.1.0
  * @category utils
  */
-export const limit = (limiter: Service) =>
-<E, R>(
-  self: HttpClient.HttpClient.With<E, R>
-): HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R> =>
-  HttpClient.transform(self, (effect, request) =>
-    limiter.appliesTo(request)
-      ? Effect.flatMap(Clock.currentTimeMillis, (now) => limiter.run(effect, (exit) => internal.classifyResponseExit(exit, now)))
-      : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
-
+export const limit: {
+  (limiter: Service): <E, R>(
+    self: HttpClient.HttpClient.With<E, R>
+  ) => HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
+  <E, R>(
+    self: HttpClient.HttpClient.With<E, R>,
+    limiter: Service
+  ): HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
+} = dual(
+  (args) => hasProperty(args[0], HttpClient.TypeId),
+  <E, R>(
+    self: HttpClient.HttpClient.With<E, R>,
+    limiter: Service
+  ): HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R> =>
+    HttpClient.transform(self, (effect, request) =>
+      limiter.appliesTo(request)
+        ? Effect.flatMap(Clock.currentTimeMillis, (now) => limiter.run(effect, (exit) => internal.classifyResponseExit(exit, now)))
+        : effect) as HttpClient.HttpClient.With<E | TokenAcquisitionTimeoutError | RateLimiterStoreError, R>
+)
 
 /**
  * Several limiters as one: a request takes a permit from each (a tokens

@@ -105,6 +105,8 @@ export const make = (send: Send): DeadlineClient => {
   ) as HttpClient.HttpClient & { -readonly [K in keyof DeadlineClient]?: DeadlineClient[K] }
   client[TypeId] = TypeId
   client.executeBefore = send
+  // The same as makeWith's execute (preprocess, then postprocess), without composing two effects per request.
+  ;(client as { execute: HttpClient.HttpClient["execute"] }).execute = (request) => send(request, undefined)
   return client as DeadlineClient
 }
 

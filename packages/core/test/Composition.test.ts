@@ -1,3 +1,4 @@
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeTransport } from "@sluice/node"
@@ -7,7 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
-import { ClientCredentials, RateLimiter, RateLimiterStore } from "../src/index.js"
+import { AuthProvider, ClientCredentials, RateLimiter, RateLimiterStore } from "../src/index.js"
 import { setupWith, until } from "./helpers.js"
 
 const oauth: TestServer.OAuth = { clientId: "app", clientSecret: "s", tokenLifetime: "10 seconds" }
@@ -58,7 +59,7 @@ describe("composition: retry → limiter → auth → transport", () => {
       expect(calls[2]!.at - calls[1]!.at).toBeGreaterThanOrEqual(999)
     }))
 
-  it.scoped("RateLimiter.limit applies a limiter to any HttpClient", () =>
+  it.scoped("RateLimiter.limit applies a limiter to any HttpClient (data-last; data-first is the same limiter)", () =>
     Effect.gen(function*() {
       const server = yield* TestServer.make({ routes: [{ path: "/x", then: { json: 1 } }, { path: "/free", then: { json: 2 } }] })
       const limiter = yield* RateLimiter.makeTokenBucket({
@@ -67,15 +68,40 @@ describe("composition: retry → limiter → auth → transport", () => {
         burst: 1,
         appliesTo: (request) => request.url.endsWith("/x")
       }).pipe(Effect.provide(RateLimiterStore.layerMemory))
-      const client = RateLimiter.limit(limiter)(yield* NodeTransport.make())
+      const transport = yield* NodeTransport.make()
+      const client = RateLimiter.limit(limiter)(transport)
       const get = (path: string) => Effect.flatMap(client.execute(HttpClientRequest.get(`${server.url}${path}`)), (r) => r.json)
-      yield* get("/x")
+      // data-first, on the same limiter: its request takes the one permit the bucket holds
+      yield* Effect.flatMap(RateLimiter.limit(transport, limiter).execute(HttpClientRequest.get(`${server.url}/x`)), (r) => r.json)
       expect(yield* get("/free")).toBe(2) // not limited
       const second = yield* Effect.fork(get("/x"))
       yield* until(server, 3, "100 millis")
       yield* Fiber.join(second)
       const log = (yield* server.log).filter((r) => r.path === "/x")
+      expect(log).toHaveLength(2)
       expect(log[1]!.at - log[0]!.at).toBeGreaterThanOrEqual(999)
+    }))
+})
+
+describe("AuthProvider.withAuth on a plain HttpClient", () => {
+  it.scoped("sends the credential; a revoked token is refreshed once and replayed (data-first and data-last)", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({ oauth, routes: [{ path: "/api", requireAuth: true, then: { json: 1 } }] })
+      const transport = yield* NodeTransport.make()
+      const provider = yield* ClientCredentials.make({
+        tokenUrl: `${server.url}/oauth/token`,
+        clientId: "app",
+        clientSecret: Redacted.make("s")
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      for (const client of [AuthProvider.withAuth(transport, provider), AuthProvider.withAuth(provider)(transport)]) {
+        const get = Effect.flatMap(client.execute(HttpClientRequest.get(`${server.url}/api`)), (r) => Effect.map(r.json, (json) => [r.status, json]))
+        expect(yield* get).toEqual([200, 1])
+        yield* server.revokeTokens
+        expect(yield* get).toEqual([200, 1])
+      }
+      const statuses = (yield* server.log).filter((r) => r.path === "/api").map((r) => r.status)
+      expect(statuses).toEqual([200, 401, 200, 200, 401, 200])
+      expect((yield* server.stats).tokenRequests).toBe(3)
     }))
 })
 

@@ -23,7 +23,9 @@ import * as UrlParams from "@effect/platform/UrlParams"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { TransportDeadline } from "@sluice/core"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Exit from "effect/Exit"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Inspectable from "effect/Inspectable"
@@ -257,6 +259,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   private parsedCookies: Cookies.Cookies | undefined = undefined
   /** The whole body, once read (a second read gets the same bytes). */
   private body: Effect.Effect<Uint8Array, HttpClientError.ResponseError> | undefined = undefined
+  private bytes: Uint8Array | undefined = undefined
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
@@ -300,27 +303,33 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return new HttpClientError.ResponseError({ request: this.request, response: this, reason: "Decode", cause })
   }
 
+  /** The whole body, if it is all here (or its error): most small answers arrive with their head. */
+  private settled(): Effect.Effect<Uint8Array, HttpClientError.ResponseError> | undefined {
+    if (this.body !== undefined) return this.body
+    const exchange = this.exchange
+    if (exchange.error !== undefined) return Effect.fail(this.decodeError(exchange.error))
+    if (!exchange.ended) return undefined
+    const size = exchange.buffered
+    this.bytes = concat(exchange.take(), size)
+    return this.body = Effect.succeed(this.bytes)
+  }
+
   /** The whole body: waits for its end, never pausing undici. Interrupted, it aborts the request. */
   get arrayBufferBytes(): Effect.Effect<Uint8Array, HttpClientError.ResponseError> {
-    if (this.body !== undefined) return this.body
+    const settled = this.settled()
+    if (settled !== undefined) return settled
     unread.unregister(this)
     const exchange = this.exchange
-    return this.body = Effect.async<Uint8Array, HttpClientError.ResponseError>((resume) => {
+    return Effect.async<Uint8Array, HttpClientError.ResponseError>((resume) => {
       exchange.collecting = true
       const check = (): void => {
-        if (exchange.error !== undefined) return resume(Effect.fail(this.decodeError(exchange.error)))
-        if (exchange.ended) {
-          const size = exchange.buffered
-          const bytes = concat(exchange.take(), size)
-          this.body = Effect.succeed(bytes)
-          return resume(this.body)
-        }
+        const settled = this.settled()
+        if (settled !== undefined) return resume(settled)
         exchange.wait(check)
       }
       check()
       return Effect.sync(() => {
         exchange.unwait(check)
-        this.body = undefined
         exchange.fail(new Interrupted())
       })
     })
@@ -338,14 +347,19 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return Effect.map(this.arrayBufferBytes, (bytes) => decoder.decode(bytes))
   }
 
+  private parseJson(bytes: Uint8Array): Effect.Effect<unknown, HttpClientError.ResponseError> {
+    try {
+      return Effect.succeed(bytes.length === 0 ? null : JSON.parse(decoder.decode(bytes)) as unknown)
+    } catch (cause) {
+      return Effect.fail(this.decodeError(cause))
+    }
+  }
+
   get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
-    return Effect.flatMap(this.text, (text) => {
-      try {
-        return Effect.succeed(text === "" ? null : JSON.parse(text) as unknown)
-      } catch (cause) {
-        return Effect.fail(this.decodeError(cause))
-      }
-    })
+    // No effects composed when the body is already here (the common case for a small answer).
+    this.settled()
+    if (this.bytes !== undefined) return this.parseJson(this.bytes)
+    return Effect.flatMap(this.arrayBufferBytes, (bytes) => this.parseJson(bytes))
   }
 
   get urlParamsBody(): Effect.Effect<UrlParams.UrlParams, HttpClientError.ResponseError> {
@@ -498,7 +512,10 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
         return send(request, url, deadline)
       }
       const nameGenerator = Context.get(fiber.currentContext, HttpClient.SpanNameGenerator)
-      return Effect.useSpan(nameGenerator(request), { kind: "client", captureStackTrace: false }, (span) => {
+      // The span is made and ended by hand, not with Effect.useSpan: nothing inside sends spans or
+      // logs of its own, so it needs no parent-span context (a FiberRefs update per request), and
+      // one onExit ends it instead of acquireUseRelease.
+      return Effect.flatMap(Effect.makeSpan(nameGenerator(request), { kind: "client", captureStackTrace: false }), (span) => {
         span.attribute("http.request.method", request.method)
         span.attribute("server.address", url.origin)
         if (url.port !== "") span.attribute("server.port", +url.port)
@@ -513,14 +530,18 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
         const traced = fiber.getFiberRef(HttpClient.currentTracerPropagation)
           ? HttpClientRequest.setHeaders(request, TraceContext.toHeaders(span))
           : request
-        return send(traced, url, deadline).pipe(
-          Effect.withParentSpan(span),
-          Effect.tap((response) => {
+        const timing = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        return Effect.onExit(send(traced, url, deadline), (exit) => {
+          if (Exit.isSuccess(exit)) {
+            const response = exit.value
             span.attribute("http.response.status_code", response.status)
             const headers = Headers.redact(response.headers, redactedNames)
             for (const name in headers) span.attribute(ATTR_HTTP_RESPONSE_HEADER(name), String(headers[name]))
-          })
-        )
+          }
+          span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+          return Effect.void
+        })
       })
     })
 
