@@ -73,6 +73,12 @@ export interface DeadlineClient extends HttpClient.HttpClient {
    * `cause` of its `RequestError`, or of the body's `ResponseError`) at
    * `deadline`, epoch milliseconds of the Effect `Clock`: queued for a
    * socket, sending, waiting for headers or reading the body.
+   *
+   * It opens no span of its own (`execute` opens the platform's client
+   * span): a caller that owns an attempt's deadline also owns its trace, as
+   * `ApiClient` does with its span per request and per attempt, and would
+   * otherwise switch the transport's span off for every request (a
+   * `FiberRef` change each time).
    */
   readonly executeBefore: (
     request: HttpClientRequest.HttpClientRequest,

@@ -101,15 +101,21 @@ describe("NodeTransport enforces TransportDeadline", () => {
       expect(Date.now() - started).toBeLessThan(3_000)
     })))
 
-  it.live("executeBefore by hand: the deadline holds with the tracer on (the trace headers make a new request)", () =>
+  it.live("executeBefore by hand: the deadline holds, and it opens no span of its own (execute does)", () =>
     Effect.scoped(Effect.gen(function*() {
-      const { http, server } = yield* setup([{ path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } }])
+      const { http, server } = yield* setup([
+        { path: "/stall", then: { chunks: ["[1,", "2]"], chunkDelay: "10 seconds" } },
+        { path: "/fast", then: { json: 2 } }
+      ])
       const deadline = Date.now() + 300
       const request = HttpClientRequest.get(`${server.url}/stall`)
       const error = yield* Effect.flip(http.executeBefore(request, deadline).pipe(Effect.flatMap((r) => r.text)))
       assert(TransportDeadline.isDeadlineExceeded(error.cause), String(error.cause))
       expect(Date.now()).toBeGreaterThanOrEqual(deadline)
       expect(Date.now() - deadline).toBeLessThan(2_000)
+      // the tracer is on: execute propagates its span, executeBefore leaves the trace to its caller
+      expect((yield* server.log).at(-1)?.headers["traceparent"]).toBeUndefined()
+      yield* http.execute(HttpClientRequest.get(`${server.url}/fast`)).pipe(Effect.flatMap((r) => r.json))
       expect((yield* server.log).at(-1)?.headers["traceparent"]).toBeDefined()
     })))
 

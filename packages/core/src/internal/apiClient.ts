@@ -199,7 +199,8 @@ export const make = (
   // any other client is raced against the attempt timeout, which also bounds what it adds.
   const deadlineClient = TransportDeadline.isDeadlineClient(client) ? client : undefined
   // One span per request: ApiClient's own (method, URL template, status), which also propagates the
-  // trace headers; the platform's per-attempt client span is switched off for these requests.
+  // trace headers; the platform's per-attempt client span is switched off for these requests
+  // (a DeadlineClient's executeBefore opens none: TransportDeadline).
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
   const timeoutMillis = Duration.isFinite(timeout) ? Duration.toMillis(timeout) : undefined
 
@@ -384,7 +385,7 @@ export const make = (
     Effect.mapError(
       deadline === undefined
         ? traced.execute(request)
-        : Effect.locally(deadlineClient!.executeBefore(request, deadline), HttpClient.currentTracerDisabledWhen, constTrue),
+        : deadlineClient!.executeBefore(request, deadline),
       (error) => fromHttpClientError(error, request.method, request.url, timeout)
     )
 

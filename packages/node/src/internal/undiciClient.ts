@@ -453,9 +453,11 @@ const ATTR_HTTP_REQUEST_HEADER = (key: string): string => `http.request.header.$
 const ATTR_HTTP_RESPONSE_HEADER = (key: string): string => `http.response.header.${key}`
 
 /**
- * The client: `execute` sends with no deadline, `executeBefore` under one.
- * Spans, their attributes and trace propagation are the platform's
- * (`HttpClient.make`), so a switch from its adapter changes no trace.
+ * The client: `execute` sends with no deadline, `executeBefore` under one
+ * and untraced (its caller traces the attempt: `TransportDeadline`).
+ * `execute`'s spans, their attributes and trace propagation are the
+ * platform's (`HttpClient.make`), so a switch from its adapter changes no
+ * trace.
  */
 export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDeadline.DeadlineClient => {
   /** Dispatches and resumes with the response's head. */
@@ -506,6 +508,7 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
       }
       const url = urlResult.right
       if (
+        deadline !== undefined ||
         !fiber.getFiberRef(FiberRef.currentTracerEnabled) ||
         fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
       ) {
