@@ -122,6 +122,37 @@ describe("adaptive: the defects of the first limiter", () => {
       expect(s2.pausedUntil - s2.now).toBeLessThanOrEqual(60_000)
     }))
 
+  it.effect("time paused is not time the server accepted nothing: the rate accepted is measured over the time sent in", () =>
+    Effect.gen(function*() {
+      const { limiter, store } = yield* build()
+      const old = yield* limiter.acquire
+      yield* TestClock.adjust("1 second")
+      // three congestion events with nothing accepted halve the rate three times: 200 → 25
+      for (let i = 0; i < 3; i++) {
+        const p = yield* limiter.acquire
+        yield* TestClock.adjust("2 seconds")
+        yield* limiter.report(p, rateLimited())
+      }
+      const before = (yield* store.adaptiveState("sluice", params)).rate
+      expect(before).toBeLessThan(25)
+      // an older permit's 429 pauses everyone for 2 s (no decrease: another epoch)
+      yield* limiter.report(old, rateLimited(2))
+      yield* TestClock.adjust("2 seconds")
+      // then 20/s is accepted for 1.2 s, and a 429
+      for (let i = 0; i < 24; i++) {
+        const p = yield* limiter.acquire
+        yield* TestClock.adjust("50 millis")
+        yield* limiter.report(p, { _tag: "Success", headers: {} })
+      }
+      const p = yield* limiter.acquire
+      yield* limiter.report(p, rateLimited())
+      // 24 accepted over the 1.2 s sent in is 20/s, and the estimate lies between it and the rate
+      // that met the 429; over 3.2 s with the pause it would be 7.5/s, and the rate about 13/s
+      const after = (yield* store.adaptiveState("sluice", params)).rate
+      expect(after).toBeGreaterThan(19)
+      expect(after).toBeLessThan(before)
+    }))
+
   it.effect("a decrease drops the old queue's slots: its waiters go right after the pause, at the new rate", () =>
     Effect.gen(function*() {
       const { limiter } = yield* build()
@@ -188,6 +219,10 @@ describe("adaptive: simulated servers (TestClock)", () => {
     { name: "fixed window 10 s (express)", shape: () => fixedWindow(200, 10_000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
     { name: "fixed window 1 s with draft-7 headers", shape: () => fixedWindow(20, 1000, { headers: true }), seconds: 40, from: 5, goodput: 0.93, share429: 0.01 },
     { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
+    // The same shapes at another capacity: a limiter tuned to 20/s shows it here (the time it was
+    // paused counted as time nothing was accepted: 81 % and 77 %).
+    { name: "fixed window 1 s (express) at 30/s", shape: () => fixedWindow(30, 1000), seconds: 40, from: 5, goodput: 0.85, share429: 0.05 },
+    { name: "sliding window 1 s at 30/s", shape: () => slidingWindow(30, 1000), seconds: 40, from: 5, goodput: 0.85, share429: 0.05 },
     { name: "bare 429 (no Retry-After)", shape: () => tokenBucket(() => 20, (r) => r, "none"), seconds: 40, from: 5, goodput: 0.93, share429: 0.05 },
     { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.95, share429: 0.1 },
     { name: "step up 10 → 40 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 10 : 40), (r) => r), seconds: 45, from: 23, goodput: 0.95, share429: 0.05 },

@@ -180,9 +180,10 @@ describe("RedisStore", () => {
           const note = Effect.flatMap(store.adaptiveState("p", PARAMS), (st) =>
             Effect.sync(() => seen.push({ rate: st.rate, epoch: st.epoch, paused: Math.max(0, st.pausedUntil - st.now) })))
           yield* store.reserve("p", { intervalMillis: undefined, burst: 1, maxWaitMillis: Infinity, adaptive: PARAMS })
-          yield* store.feedback("p", { _tag: "RateLimited", epoch: 0 }, PARAMS) // unmeasured: the penalty
+          // unmeasured: the penalty; and a pause of 1 s, which the next span measured leaves out
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 0, retryAfterMillis: 1_000 }, PARAMS)
           yield* note
-          for (let i = 0; i < 30; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
+          for (let i = 0; i < 100; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
           // long enough that the round trips of a loaded machine are a small share of the span measured
           yield* Effect.sleep("3 seconds")
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 300 }, PARAMS) // measured

@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import { TestServer } from "../src/index.js"
-import { formatHttpDate } from "../src/internal/server.js"
+import { formatHttpDate } from "../src/internal/reply.js"
 
 interface RawResult {
   readonly data: string

@@ -8,8 +8,8 @@
  *
  * - **The capacity, at each 429.** Successes are counted over a memory of
  *   5 to 10 s (the count halves with its span). The rate accepted over that
- *   span is a lower bound of the server's capacity (low when we sent below it
- *   for most of the span, or waited out pauses the server did not bank); the
+ *   span, less the time paused in it, is a lower bound of the server's
+ *   capacity (low when we sent below it for most of the span); the
  *   rate that met the 429 is an upper bound (high when a burst hid the
  *   overshoot for a while). Their geometric mean is the estimate, at most a
  *   halving; a span under a second says nothing, and then the rate drops by
@@ -25,10 +25,11 @@
  *   probe above, along a convex cubic (+1.6 % after 1 s, double after
  *   `PROBE_CUBIC_MILLIS`): gentle where the capacity was, fast when it has
  *   grown. A probe's 429 that finds the same capacity again (within 15 %)
- *   is averaged with it and doubles `k` (up to 20 s); anything else resets
- *   `k` to 3 s, so a step up or down is followed fast and a held rate is
- *   probed rarely. A 429 below the probe (at the hold or on the way to it)
- *   says the estimate was too high: the new one is taken as it is. Time on
+ *   is averaged with it and makes `k` four times longer (3, 12, 20 s); a
+ *   429 below the probe (at the hold or on the way to it) says the estimate
+ *   was too high: the new one is taken as it is, and `k` stays if the
+ *   capacity is the same; a new capacity resets `k` to 3 s, so a step up or
+ *   down is followed fast and a held rate is probed rarely. Time on
  *   that curve passes only while callers queue for permits and the limiter
  *   is not paused: no growth while idle.
  * - **One decrease per congestion event**: a 429 for a permit of an older
@@ -72,6 +73,8 @@ export interface State {
   /** Successes counted since `okSince` (halved, with its span, past 10 s). */
   okCount: number
   okSince: number
+  /** Pause time elapsed (`pausedBy`) at `okSince`: what of the span was paused is not measured. */
+  okPaused: number
   /** Header pace: at most `qRate` per second until `qUntil`. */
   qRate: number
   qUntil: number
@@ -105,6 +108,8 @@ export const MAX_REMAINING = 1_000_000_000
 
 export const PROBE_MIN_MILLIS = 3_000
 export const PROBE_MAX_MILLIS = 20_000
+/** How much longer the wait before the next probe gets each time a probe finds the same capacity. */
+export const PROBE_BACKOFF = 4
 /** The probe above the hold is a convex cubic: the rate doubles this long after it starts. */
 export const PROBE_CUBIC_MILLIS = 4_000
 /** The held rate, as a fraction of the estimate (in thousandths, an exact integer in Lua too). */
@@ -132,6 +137,7 @@ export const initial = (now: number, params: Params): State => ({
   k: PROBE_MIN_MILLIS,
   okCount: 0,
   okSince: now,
+  okPaused: 0,
   qRate: 0,
   qUntil: 0,
   qRemaining: 0,
@@ -165,6 +171,9 @@ export const rateAt = (s: State, now: number, p: Params): number => {
   if (s.ceiling > 0) r = Math.min(r, s.ceiling)
   return Math.max(1e-3, Math.min(p.maxRate, r))
 }
+
+/** The pause time elapsed by `now`: every pause so far, less what is still to come. */
+export const pausedBy = (s: State, now: number): number => s.shift - Math.max(0, s.pausedUntil - now)
 
 /** Time on the curve passes only while callers queue (the slot is in the future) and nothing pauses. */
 export const noteReservation = (s: State, now: number, waited: boolean): void => {
@@ -242,8 +251,10 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: 
 export const onSuccess = (s: State, now: number, quota: Quota | undefined, p: Params, sentAt?: number, weight = 1): void => {
   s.okCount += weight
   if (now - s.okSince > MEMORY_MILLIS) {
+    const paused = pausedBy(s, now)
     s.okCount /= 2
     s.okSince = now - (now - s.okSince) / 2
+    s.okPaused = paused - (paused - s.okPaused) / 2
   }
   if (quota !== undefined) applyQuota(s, now, quota, p, sentAt)
 }
@@ -264,10 +275,12 @@ export const onRateLimited = (
   if (quota !== undefined) applyQuota(s, now, quota, p)
   if (epoch !== s.epoch) return false
   const current = rateAt(s, now, p)
-  const span = now - s.okSince
+  // The span sent in: time paused (a Retry-After, a quota's reset) sent nothing, and counting it
+  // would deflate the rate accepted by the pauses' length, which says nothing of the capacity.
+  const span = now - s.okSince - Math.max(0, pausedBy(s, now) - s.okPaused)
   // The capacity lies between what was accepted over the span (low when we sent below it for most
-  // of the span, or waited out pauses a server did not bank) and the rate that met the 429 (high
-  // when a burst hid the overshoot for a while): take their geometric mean, at most a halving.
+  // of the span) and the rate that met the 429 (high when a burst hid the overshoot for a while):
+  // take their geometric mean, at most a halving.
   const measured = (s.okCount * 1000) / span
   const estimate = span >= MIN_MEASURE_MILLIS
     ? Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
@@ -278,9 +291,10 @@ export const onRateLimited = (
   const probing = s.grown > s.k
   const accepted = probing && Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + s.wmax) / 2 : estimate
   const next = Math.max(p.floorRate, accepted)
-  s.k = probing && Math.abs(next - s.wmax) * 1000 <= SAME_CAPACITY_PERMILLE * s.wmax
-    ? Math.min(PROBE_MAX_MILLIS, s.k * 2)
-    : PROBE_MIN_MILLIS
+  // The same capacity again: a probe that found it waits longer before the next one, and a 429 at
+  // the hold (the estimate a little high) keeps the wait; another capacity probes again soon.
+  const same = Math.abs(next - s.wmax) * 1000 <= SAME_CAPACITY_PERMILLE * s.wmax
+  s.k = !same ? PROBE_MIN_MILLIS : probing ? Math.min(PROBE_MAX_MILLIS, s.k * PROBE_BACKOFF) : s.k
   s.wmax = next
   s.r0 = Math.max(p.floorRate, next * (1 - p.margin))
   s.grown = 0
@@ -293,5 +307,6 @@ export const onRateLimited = (
   if (s.pausedUntil > now) s.tat = Math.min(s.tat, s.pausedUntil)
   s.okCount = 0
   s.okSince = now
+  s.okPaused = pausedBy(s, now)
   return true
 }

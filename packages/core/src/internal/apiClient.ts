@@ -1,44 +1,39 @@
+/**
+ * `ApiClient`'s request path. A request is built (`requestBuilder.ts`), then
+ * sent through, outermost first: its span, `Retry`, the circuit breaker,
+ * the rate limiter's permit, the credential (with one refresh and replay on
+ * a 401), the attempt's deadline and the transport; the response becomes a
+ * value or a typed error (`responseReader.ts`).
+ */
 import * as Headers from "@effect/platform/Headers"
-import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type { HttpMethod } from "@effect/platform/HttpMethod"
 import * as TraceContext from "@effect/platform/HttpTraceContext"
-import * as UrlParams from "@effect/platform/UrlParams"
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import { constTrue } from "effect/Function"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as ApiClient from "../ApiClient.js"
+import { RequestEncodeError } from "../ApiError.js"
 import type * as AuthProvider from "../AuthProvider.js"
-import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as AuthProviderModule from "../AuthProvider.js"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as RateLimiter from "../RateLimiter.js"
-import type * as Retry from "../Retry.js"
-import {
-  excerpt,
-  HttpStatusError,
-  RequestEncodeError,
-  ResponseDecodeError,
-  ResponseTooLargeError,
-  ServerSideRateLimitError
-} from "../ApiError.js"
 import * as Redirects from "../Redirects.js"
-import * as RetryAfter from "../RetryAfter.js"
+import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
-import * as ResponseBody from "./responseBody.js"
+import { makeRequestBuilder, normaliseBaseUrl } from "./requestBuilder.js"
+import { type Decoder, makeResponseReader } from "./responseReader.js"
 import { Scrubber } from "./scrub.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
@@ -46,75 +41,7 @@ const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
 /** 32 MiB: far above any JSON answer an API sends, far below what would take the process down. */
 export const DEFAULT_MAX_RESPONSE_SIZE = 32 * 1024 * 1024
 
-/** `https://x/api/` and `https://x/api` are the same base. */
-export const normaliseBaseUrl = (url: string): string => url.replace(/\/+$/, "")
-
-const TEMPLATE = /\{([^}]+)\}/g
-
-/**
- * `/users/{id}` with `{ id: "a b" }` is `/users/a%20b`. A missing parameter is an encode error,
- * and so is `.` or `..`: encoding does not help there, since the URL standard reads `%2E%2E` as
- * `..` too, so `/users/{id}/profile` with `id: ".."` would request `/profile`.
- */
-export const expandPath = (path: string, params: ApiClient.RequestOptions["path"]): string => {
-  if (params === undefined || path.indexOf("{") === -1) return path
-  return path.replace(TEMPLATE, (_, name: string) => {
-    const value = params[name]
-    if (value === undefined) throw new Error(`path parameter "${name}" is missing`)
-    const text = String(value)
-    if (text === "." || text === "..") {
-      throw new Error(`path parameter "${name}" is "${text}", which would climb out of the path template`)
-    }
-    return encodeURIComponent(text)
-  })
-}
-
-const ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i
-
-const originOf = (url: string): string | undefined => {
-  try {
-    return new URL(url).origin
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Why a base URL is refused, or `undefined` when it is fine: it must parse, be
- * http(s), and carry no `user:password@` (which would put the password into
- * every error message and span).
- */
-export const invalidBaseUrl = (baseUrl: string): string | undefined => {
-  let url: URL
-  try {
-    url = new URL(baseUrl)
-  } catch {
-    return `baseUrl is not a URL: ${JSON.stringify(baseUrl.slice(0, 200))}`
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `baseUrl must be http or https, not ${url.protocol}`
-  }
-  if (url.username !== "" || url.password !== "") {
-    url.username = ""
-    url.password = ""
-    return `baseUrl must not carry credentials (user:password@): use ${url.href.replace(/\/$/, "")} ` +
-      `with AuthProvider.layerBasic(username, Redacted.make(password)) instead`
-  }
-  return undefined
-}
-
-const paramsToUrlParams = (params: NonNullable<ApiClient.RequestOptions["params"]>): UrlParams.UrlParams => {
-  const out: Array<[string, string]> = []
-  for (const key in params) {
-    const value = params[key]
-    if (value === undefined) continue
-    if (Array.isArray(value)) for (const v of value) out.push([key, String(v)])
-    else out.push([key, String(value)])
-  }
-  return out
-}
-
-type Decoder<A> = (u: unknown) => Effect.Effect<A, ParseResult.ParseError>
+export { invalidBaseUrl } from "./requestBuilder.js"
 
 export interface Services {
   readonly auth?: AuthProvider.Service | undefined
@@ -142,20 +69,9 @@ export const make = (
   const { auth, breaker, limiter, retry } = services
   const baseUrl = normaliseBaseUrl(options.baseUrl)
   const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
-  const apiKeyHeader = (options.apiKeyHeader ?? "X-API-Key").toLowerCase()
   const maxResponseSize = options.maxResponseSize ?? DEFAULT_MAX_RESPONSE_SIZE
-
-  const baseOrigin = originOf(baseUrl)
-  const allowAbsoluteUrls = options.allowAbsoluteUrls === true
-
-  // Headers for the base URL's origin (with the API key), and for any other origin (without).
-  let foreignDefaults = Headers.fromInput({ accept: "application/json" })
-  if (options.headers) foreignDefaults = Headers.merge(foreignDefaults, Headers.fromInput(options.headers))
-  const defaults = options.apiKey !== undefined
-    ? Headers.set(foreignDefaults, apiKeyHeader, Redacted.value(options.apiKey))
-    : foreignDefaults
-  // Default headers that carry credentials stay at home too.
-  foreignDefaults = Headers.remove(foreignDefaults, [...Redirects.CREDENTIAL_HEADERS, "x-api-key", apiKeyHeader])
+  const builder = makeRequestBuilder(options, baseUrl)
+  const { apiKeyHeader, defaults } = builder
 
   // Every secret this client sends, masked in whatever a server echoes back into an error.
   const scrubber = new Scrubber()
@@ -170,18 +86,13 @@ export const make = (
     lastCredential = credential
     scrubber.addHeaders(credential.headers)
   }
-  /** An excerpt of what a server said, with every secret the client holds masked. */
-  const bodyExcerpt = (text: string) =>
-    excerpt(scrubber.scrub(text.length > ResponseBody.ERROR_BODY_READ_LIMIT ? text.slice(0, ResponseBody.ERROR_BODY_READ_LIMIT) : text))
+  const { decodeBody, failStatus } = makeResponseReader({ maxResponseSize, timeout, scrubber })
 
   // Every header that carries a credential: the API key's and every one the auth provider sets.
   const credentialHeaders = [
     ...(options.apiKey !== undefined ? [apiKeyHeader] : []),
     ...(auth?.secretHeaders ?? []).map((h) => h.toLowerCase())
   ]
-
-  // Only a template that is itself an absolute URL can name another origin: parameters are encoded.
-  const isForeign = (template: string, url: string) => ABSOLUTE.test(template) && originOf(url) !== baseOrigin
 
   const decorate = (inner: HttpClient.HttpClient): HttpClient.HttpClient => {
     let c = inner
@@ -225,160 +136,6 @@ export const make = (
   const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = extraSecrets.length > 0
     ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, ...extraSecrets])
     : (effect) => effect
-
-  const buildRequest = (
-    method: HttpMethod,
-    path: string,
-    opts: ApiClient.RequestOptions<any, any>
-  ): HttpClientRequest.HttpClientRequest | RequestEncodeError => {
-    const expanded = opts.path === undefined ? path : expandPath(path, opts.path)
-    let url: string
-    let headers = defaults
-    if (ABSOLUTE.test(expanded)) {
-      // An absolute URL as a path (axios' CVE-2025-27152): refused when it names another origin,
-      // unless allowed; even then the API key and the auth provider's credential stay at home.
-      url = expanded
-      const origin = originOf(expanded)
-      if (origin === undefined || origin !== baseOrigin) {
-        if (!allowAbsoluteUrls || origin === undefined) {
-          return new RequestEncodeError({
-            method,
-            url: origin ?? expanded.slice(0, 200),
-            description: origin === undefined
-              ? "the path is not a valid absolute URL"
-              : `the path is an absolute URL of another origin (${origin}) than the base URL (${baseOrigin}); ` +
-                "pass a path, or set allowAbsoluteUrls: true (credentials are never sent to another origin)"
-          })
-        }
-        headers = foreignDefaults
-      }
-    } else {
-      url = expanded.charCodeAt(0) === 47 ? baseUrl + expanded : `${baseUrl}/${expanded}`
-    }
-    if (opts.headers !== undefined) headers = Headers.merge(headers, Headers.fromInput(opts.headers))
-    let body: HttpBody.HttpBody = HttpBody.empty
-    if (opts.body !== undefined) {
-      let text: string | undefined
-      try {
-        text = JSON.stringify(opts.body)
-      } catch (cause) {
-        return new RequestEncodeError({ method, url, description: `body is not JSON-serialisable: ${String(cause)}` })
-      }
-      body = HttpBody.text(text ?? "null", "application/json")
-    }
-    return HttpClientRequest.make(method)(url, {
-      headers,
-      body,
-      ...(opts.params !== undefined ? { urlParams: paramsToUrlParams(opts.params) } : {})
-    })
-  }
-
-  const tryBuild = (method: HttpMethod, path: string, opts: ApiClient.RequestOptions<any, any>) => {
-    try {
-      return buildRequest(method, path, opts)
-    } catch (cause) {
-      return new RequestEncodeError({ method, url: path, description: (cause as Error).message })
-    }
-  }
-
-  /** A success's body: at most `maxResponseSize` bytes, or a `ResponseTooLargeError`. */
-  const readBody = (
-    response: HttpClientResponse.HttpClientResponse,
-    method: string,
-    url: string
-  ): Effect.Effect<string, ApiClient.ApiClient.Error> =>
-    Effect.mapError(
-      ResponseBody.readText(response, maxResponseSize, false, (overflow) =>
-        new ResponseTooLargeError({ method, url, status: response.status, maxResponseSize, ...overflow })),
-      (error) => error._tag === "ResponseError" ? fromHttpClientError(error, method, url, timeout) : error
-    )
-
-  /** An error answer's body, for its excerpt: the first bytes only, whatever its size. */
-  const readErrorBody = (
-    response: HttpClientResponse.HttpClientResponse,
-    method: string,
-    url: string
-  ): Effect.Effect<string, ApiClient.ApiClient.Error> =>
-    Effect.mapError(
-      ResponseBody.readText(response, ResponseBody.ERROR_BODY_READ_LIMIT, true, () => undefined as never),
-      (error: HttpClientError.ResponseError) => fromHttpClientError(error, method, url, timeout)
-    )
-
-  const failStatus = (
-    response: HttpClientResponse.HttpClientResponse,
-    method: string,
-    url: string
-  ): Effect.Effect<never, ApiClient.ApiClient.Error> =>
-    Effect.flatMap(readErrorBody(response, method, url), (text): Effect.Effect<never, ApiClient.ApiClient.Error> => {
-      if (response.status === 429) {
-        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.fail(
-            new ServerSideRateLimitError({
-              method,
-              url,
-              retryAfter: RetryAfter.parse(response.headers["retry-after"], now),
-              body: bodyExcerpt(text)
-            })
-          ))
-      }
-      const retryAfter = response.headers["retry-after"]
-      if (retryAfter === undefined) {
-        return Effect.fail(new HttpStatusError({ status: response.status, method, url, body: bodyExcerpt(text) }))
-      }
-      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.fail(
-          new HttpStatusError({
-            status: response.status,
-            method,
-            url,
-            body: bodyExcerpt(text),
-            retryAfter: RetryAfter.parse(retryAfter, now)
-          })
-        ))
-    })
-
-  const decodeBody = <A>(
-    response: HttpClientResponse.HttpClientResponse,
-    method: string,
-    url: string,
-    decode: Decoder<A> | undefined
-  ): Effect.Effect<A, ApiClient.ApiClient.Error> => {
-    const status = response.status
-    const parse = (text: string): Effect.Effect<A, ResponseDecodeError> => {
-      let json: unknown = undefined
-      if (text !== "") {
-        try {
-          json = JSON.parse(text)
-        } catch (cause) {
-          return Effect.fail(
-            new ResponseDecodeError({
-              method,
-              url,
-              status,
-              reason: "Json",
-              issue: scrubber.scrub(cause instanceof Error ? cause.message : String(cause)),
-              body: bodyExcerpt(text)
-            })
-          )
-        }
-      }
-      if (decode === undefined) return Effect.succeed(json as A)
-      return Effect.mapError(decode(json), (error) =>
-        new ResponseDecodeError({
-          method,
-          url,
-          status,
-          reason: "Schema",
-          issue: scrubber.scrub(ParseResult.TreeFormatter.formatErrorSync(error)),
-          body: bodyExcerpt(text)
-        }))
-    }
-    if (status === 204 || status === 205 || method === "HEAD") {
-      // No body by definition: drop whatever the connection holds and decode "no value".
-      return Effect.zipRight(Effect.ignore(response.arrayBuffer), parse(""))
-    }
-    return Effect.flatMap(readBody(response, method, url), parse)
-  }
 
   /** `deadline`: the attempt's, for a transport that enforces it (`TransportDeadline`). */
   const send = (request: HttpClientRequest.HttpClientRequest, deadline: number | undefined) =>
@@ -498,7 +255,7 @@ export const make = (
     opts?: ApiClient.RequestOptions<A, I>
   ): Effect.Effect<A, ApiClient.ApiClient.Error> => {
     const o: ApiClient.RequestOptions<A, I> = opts ?? EMPTY_OPTIONS
-    const built = tryBuild(method, path, o)
+    const built = builder.build(method, path, o)
     if (built instanceof RequestEncodeError) return Effect.fail(built)
     const req = built
     const url = req.url
@@ -519,7 +276,7 @@ export const make = (
                 : failStatus(response, method, url)
             },
             deadlineClient !== undefined,
-            isForeign(path, url),
+            builder.isForeign(path, url),
             o.cost
           )).pipe(Effect.withParentSpan(span), registerRedacted)
     )
@@ -532,7 +289,7 @@ export const make = (
   ): Stream.Stream<Uint8Array, ApiClient.ApiClient.Error> => {
     const o = opts ?? EMPTY_OPTIONS
     return Stream.unwrapScoped(Effect.suspend(() => {
-      const built = tryBuild(method, path, o)
+      const built = builder.build(method, path, o)
       if (built instanceof RequestEncodeError) return Effect.fail(built)
       const req = HttpClientRequest.setHeader(built, "accept", "*/*")
       const url = req.url
@@ -545,7 +302,7 @@ export const make = (
             ? Effect.succeed(Stream.mapError(response.stream, (error) => fromHttpClientError(error, method, url)))
             : failStatus(response, method, url),
         false,
-        isForeign(path, url),
+        builder.isForeign(path, url),
         o.cost
       ).pipe(registerRedacted)
     }))

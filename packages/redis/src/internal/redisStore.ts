@@ -27,7 +27,7 @@ local floorRate = num(ARGV[2], 1)
 local margin = num(ARGV[3], 0)
 local penalty = num(ARGV[4], 0)
 local maxPause = num(ARGV[5], 0)
-local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn")
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn", "okp")
 local tat = num(h[1], 0) / 1000
 local paused = num(h[2], 0)
 local shift = num(h[3], 0)
@@ -47,6 +47,9 @@ local qs = num(h[16], 0)
 local qw = num(h[17], 0)
 local qf = num(h[18], 0)
 local qn = num(h[19], 0) / 1000
+local function pausedBy() return shift - math.max(0, paused - now) end
+-- absent (a key written before it existed): nothing of the span counts as paused
+local okp = num(h[20], pausedBy())
 
 local function rateAt()
   local r
@@ -131,7 +134,7 @@ const WRITE = `
 redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
   "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
   "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw),
-  "qf", int(qf), "qn", int(qn * 1000))
+  "qf", int(qf), "qn", int(qn * 1000), "okp", int(okp))
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
@@ -196,8 +199,10 @@ local decreased = 0
 if kind == "Success" then
   ok = ok + weight
   if now - oks > ${Adaptive.MEMORY_MILLIS} then
+    local p = pausedBy()
     ok = ok / 2
     oks = now - (now - oks) / 2
+    okp = p - (p - okp) / 2
   end
   applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
 else
@@ -206,7 +211,7 @@ else
   applyQuota(remaining, reset, ceiling, limit, continuous, -1)
   if tonumber(ARGV[8]) == epoch then
     local current = rateAt()
-    local span = now - oks
+    local span = now - oks - math.max(0, pausedBy() - okp)
     local estimate
     if span >= ${Adaptive.MIN_MEASURE_MILLIS} then
       local measured = ok * 1000 / span
@@ -218,10 +223,10 @@ else
     local accepted = estimate
     if probing and math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + wmax) / 2 end
     local nextRate = math.max(floorRate, accepted)
-    if probing and math.abs(nextRate - wmax) * 1000 <= ${Adaptive.SAME_CAPACITY_PERMILLE} * wmax then
-      k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * 2)
-    else
+    if math.abs(nextRate - wmax) * 1000 > ${Adaptive.SAME_CAPACITY_PERMILLE} * wmax then
       k = ${Adaptive.PROBE_MIN_MILLIS}
+    elseif probing then
+      k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * ${Adaptive.PROBE_BACKOFF})
     end
     wmax = nextRate
     r0 = math.max(floorRate, nextRate * (1 - margin))
@@ -230,6 +235,7 @@ else
     if paused > now then tat = math.min(tat, paused) end
     ok = 0
     oks = now
+    okp = pausedBy()
     decreased = 1
   end
 end
