@@ -26,6 +26,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -33,6 +34,7 @@ import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { replayOnce } from "./internal/unauthorized.js"
 
 /**
  * @since 0.1.0
@@ -163,31 +165,37 @@ export const withAuth: {
 } = dual(2, <E, R>(
   self: HttpClient.HttpClient.With<E, R>,
   auth: Service
-): HttpClient.HttpClient.With<E | AuthenticationError, R> => {
-  const once = (request: HttpClientRequest.HttpClientRequest) =>
-    Effect.flatMap(auth.credential, (credential) =>
-      Effect.map(self.execute(HttpClientRequest.setHeaders(request, credential.headers)), (response) => ({
-        response,
-        credential
-      })))
-  return HttpClient.makeWith(
+): HttpClient.HttpClient.With<E | AuthenticationError, R> =>
+  HttpClient.makeWith(
     (requestEffect: Effect.Effect<HttpClientRequest.HttpClientRequest, E, R>) =>
-      Effect.flatMap(requestEffect, (request) =>
-        Effect.flatMap(once(request), ({ credential, response }) => {
-          if (response.status !== 401 || !auth.refreshable) return Effect.succeed(response)
-          return Effect.ignore(response.arrayBuffer).pipe(
-            Effect.zipRight(auth.rejected(credential)),
-            Effect.zipRight(once(request)),
-            Effect.flatMap(({ response }) =>
-              response.status === 401
-                ? Effect.zipRight(Effect.ignore(response.arrayBuffer), Effect.fail(unauthorizedAfterRefresh(request.method, request.url)))
-                : Effect.succeed(response)
+      Effect.flatMap(requestEffect, (request) => {
+        // A 401 is an answer, not a failure, for an HttpClient: it fails here only to take the
+        // shared replay rule, and is an answer again below when the provider cannot refresh.
+        const attempt = (use: (credential: Credential) => void) =>
+          Effect.flatMap(auth.credential, (credential) => {
+            use(credential)
+            return Effect.flatMap(
+              self.execute(HttpClientRequest.setHeaders(request, credential.headers)),
+              (response) => response.status === 401 ? Effect.fail(new Unauthorized(response)) : Effect.succeed(response)
             )
-          )
-        })),
+          })
+        return Effect.catchIf(
+          replayOnce(auth, attempt, { is: isUnauthorized, discard: (e) => Effect.ignore((e as Unauthorized).response.arrayBuffer) }),
+          isUnauthorized,
+          (e) =>
+            auth.refreshable
+              ? Effect.zipRight(Effect.ignore(e.response.arrayBuffer), Effect.fail(unauthorizedAfterRefresh(request.method, request.url)))
+              : Effect.succeed(e.response)
+        )
+      }),
     Effect.succeed
-  )
-})
+  ))
+
+/** A 401 answer, carried as a failure through the replay rule. */
+class Unauthorized {
+  constructor(readonly response: HttpClientResponse.HttpClientResponse) {}
+}
+const isUnauthorized = (e: unknown): e is Unauthorized => e instanceof Unauthorized
 
 /**
  * The error for a 401 that survived a refresh.

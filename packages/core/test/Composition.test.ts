@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it } from "@effect/vitest"
 import { NodeTransport } from "@sluice/node"
 import { TestServer } from "@sluice/testing"
 import * as Effect from "effect/Effect"
@@ -102,6 +102,31 @@ describe("AuthProvider.withAuth on a plain HttpClient", () => {
       const statuses = (yield* server.log).filter((r) => r.path === "/api").map((r) => r.status)
       expect(statuses).toEqual([200, 401, 200, 200, 401, 200])
       expect((yield* server.stats).tokenRequests).toBe(3)
+    }))
+
+  it.scoped("a 401 after the refresh is an AuthenticationError, once; a provider that cannot refresh gets the 401 answer", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        oauth,
+        routes: [{ path: "/api", then: { status: 401, json: { error: "invalid_token" } } }]
+      })
+      const transport = yield* NodeTransport.make()
+      const refreshing = yield* ClientCredentials.make({
+        tokenUrl: `${server.url}/oauth/token`,
+        clientId: "app",
+        clientSecret: Redacted.make("s")
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      const request = HttpClientRequest.get(`${server.url}/api`)
+      const error = yield* Effect.flip(AuthProvider.withAuth(transport, refreshing).execute(request))
+      assert(error._tag === "AuthenticationError", error._tag)
+      expect(error.reason).toBe("Unauthorized")
+      // one replay with a fresh token, never more
+      expect((yield* server.stats).requests["/api"]).toBe(2)
+      expect((yield* server.stats).tokenRequests).toBe(2)
+      const fixed = AuthProvider.withAuth(transport, AuthProvider.makeStatic({ authorization: "Bearer static" }))
+      const response = yield* fixed.execute(request)
+      expect(response.status).toBe(401)
+      expect((yield* server.stats).requests["/api"]).toBe(3)
     }))
 })
 

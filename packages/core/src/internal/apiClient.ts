@@ -32,6 +32,7 @@ import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
+import { replayOnce } from "./unauthorized.js"
 import { makeRequestBuilder, normaliseBaseUrl } from "./requestBuilder.js"
 import { type Decoder, makeResponseReader } from "./responseReader.js"
 import { Scrubber } from "./scrub.js"
@@ -224,26 +225,12 @@ export const make = (
         }, cost)
       })
     }
-    let once: Effect.Effect<X, ApiClient.ApiClient.Error>
-    if (provider === undefined) {
-      once = attempt()
-    } else {
-      const isUnauthorized = (e: ApiClient.ApiClient.Error) => e._tag === "HttpStatusError" && e.status === 401
-      const toAuthError = (e: ApiClient.ApiClient.Error) =>
-        isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
-      once = Effect.suspend(() => {
-        let used: AuthProvider.Credential | undefined
-        const first = attempt((c) => {
-          used = c
-        })
-        if (!provider.refreshable) return Effect.mapError(first, toAuthError)
-        return Effect.catchIf(
-          first,
-          isUnauthorized,
-          () => Effect.zipRight(used ? provider.rejected(used) : Effect.void, Effect.mapError(attempt(), toAuthError))
-        )
-      })
-    }
+    const isUnauthorized = (e: ApiClient.ApiClient.Error) => e._tag === "HttpStatusError" && e.status === 401
+    // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
+    const once = provider === undefined ? attempt() : Effect.mapError(
+      replayOnce(provider, attempt, { is: isUnauthorized }),
+      (e) => isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
+    )
     if (retry === undefined) return once
     // With retries, each attempt is a span of its own under the request's.
     return retry.retry(Effect.withSpan(once, "sluice.attempt", { captureStackTrace: false }), { method, headers: req.headers })
