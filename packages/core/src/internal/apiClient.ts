@@ -32,6 +32,7 @@ import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
+import { outcomeOfStatus } from "./outcome.js"
 import { replayOnce } from "./unauthorized.js"
 import { makeRequestBuilder, normaliseBaseUrl } from "./requestBuilder.js"
 import { type Decoder, makeResponseReader } from "./responseReader.js"
@@ -194,12 +195,14 @@ export const make = (
         return bounded((deadline) => Effect.flatMap(send(req, deadline), handle), atTransport, method, url)
       }
       return Effect.suspend(() => {
-        // The response headers, for the limiter to learn from (RateLimit-*).
+        // The answer's status and headers, for the limiter to learn from (429, RateLimit-*).
+        let status = 0
         let headers: Readonly<Record<string, string>> = {}
         const exchange = (request: HttpClientRequest.HttpClientRequest) =>
           bounded(
             (deadline) =>
               Effect.flatMap(send(request, deadline), (response) => {
+                status = response.status
                 headers = response.headers
                 return handle(response)
               }),
@@ -214,14 +217,12 @@ export const make = (
         })
         if (!limited) return sent
         return limiter!.run(sent, (exit): RateLimiter.Outcome => {
-          if (Exit.isSuccess(exit)) return { _tag: "Success", headers }
-          const error = Cause.failureOption(exit.cause)
-          if (Option.isNone(error)) return { _tag: "Neutral" }
-          const e = error.value
-          if (e._tag === "ServerSideRateLimitError") return { _tag: "RateLimited", retryAfter: e.retryAfter, headers }
-          // A 4xx answer was admitted by the server's quota; 5xx and transport failures teach nothing.
-          if (e._tag === "HttpStatusError" && e.status < 500) return { _tag: "Success", headers }
-          return { _tag: "Neutral" }
+          // No answer (a transport failure, a timeout, an interruption) teaches nothing.
+          if (status === 0) return { _tag: "Neutral" }
+          // The 429's Retry-After as its error parsed it (on the Effect Clock).
+          const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          return outcomeOfStatus(status, headers, () =>
+            Option.isSome(error) && error.value._tag === "ServerSideRateLimitError" ? error.value.retryAfter : Option.none())
         }, cost)
       })
     }

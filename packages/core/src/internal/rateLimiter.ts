@@ -13,6 +13,7 @@ import type { Feedback, RateLimiterStoreError, Reservation, ReserveOptions, Stor
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
 import * as RetryAfter from "../RetryAfter.js"
 import type * as Adaptive from "./adaptive.js"
+import { outcomeOfStatus } from "./outcome.js"
 
 /** A pause is bounded even when `maxPause` is not: a day, far inside every store's integer range. */
 const MAX_PAUSE_MILLIS = 86_400_000
@@ -34,12 +35,7 @@ export const outcomeOfResponse = (
   status: number,
   headers: Readonly<Record<string, string>>,
   nowMillis: number
-): RL.Outcome =>
-  status === 429
-    ? { _tag: "RateLimited", retryAfter: RetryAfter.parse(headers["retry-after"], nowMillis), headers }
-    : status >= 500
-    ? { _tag: "Neutral" }
-    : { _tag: "Success", headers }
+): RL.Outcome => outcomeOfStatus(status, headers, () => RetryAfter.parse(headers["retry-after"], nowMillis))
 
 export const classifyResponseExit = <E>(
   exit: Exit.Exit<HttpClientResponse.HttpClientResponse, E>,
