@@ -1,3 +1,4 @@
+import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
@@ -14,6 +15,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as Option from "effect/Option"
 import { TransportDeadline } from "@sluice/core"
@@ -115,6 +117,46 @@ describe("NodeTransport", () => {
       expect(yield* response.urlParamsBody).toEqual([["k", "v"], ["n", "2"]])
       const empty = yield* client.execute(HttpClientRequest.get(`${server.url}/empty`))
       expect(yield* empty.json).toBeNull()
+    }))
+
+  it.scoped("its span: method, URL and headers as the platform records them, secrets as <redacted>, trace headers sent", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [{ path: "/x", then: { json: 1, headers: { "set-cookie": "sid=s3cret", "x-request-id": "r-1" } } }]
+      })
+      const http = yield* NodeTransport.make()
+      const native = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const tracer = Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: native.context
+      })
+      const request = HttpClientRequest.get(`${server.url}/x?q=1`).pipe(
+        HttpClientRequest.setHeaders({ authorization: "Bearer t0ken", "x-secret": "hush", "x-plain": "seen" })
+      )
+      const sent = http.execute(request).pipe(
+        Effect.flatMap((r) => r.json),
+        Effect.withTracer(tracer),
+        Effect.locally(Headers.currentRedactedNames, ["authorization", "set-cookie", /^x-secret$/])
+      )
+      expect(yield* sent).toBe(1)
+      expect(spans.length).toBe(1)
+      const attributes = Object.fromEntries(spans[0]!.attributes)
+      expect(attributes["http.request.method"]).toBe("GET")
+      expect(attributes["url.full"]).toBe(`${server.url}/x?q=1`)
+      expect(attributes["url.query"]).toBe("q=1")
+      expect(attributes["http.request.header.authorization"]).toBe("<redacted>")
+      expect(attributes["http.request.header.x-secret"]).toBe("<redacted>")
+      expect(attributes["http.request.header.x-plain"]).toBe("seen")
+      expect(attributes["http.response.status_code"]).toBe(200)
+      expect(attributes["http.response.header.set-cookie"]).toBe("<redacted>")
+      expect(attributes["http.response.header.x-request-id"]).toBe("r-1")
+      expect(JSON.stringify(attributes)).not.toMatch(/t0ken|hush|s3cret/)
+      expect((yield* server.log)[0]!.headers["traceparent"]).toBeDefined()
     }))
 
   it.live("a large body streams in order with undici paused between reads; a stream ended early closes its socket", () =>

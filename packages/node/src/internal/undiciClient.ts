@@ -31,6 +31,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import { Readable } from "node:stream"
 import type { Dispatcher } from "undici"
 import type { Deadlines, Expirable } from "./deadlines.js"
@@ -449,8 +450,48 @@ const toDispatchBody = (
   }
 }
 
-const ATTR_HTTP_REQUEST_HEADER = (key: string): string => `http.request.header.${key}`
-const ATTR_HTTP_RESPONSE_HEADER = (key: string): string => `http.response.header.${key}`
+/**
+ * The span attribute names of headers, `http.request.header.<name>` and
+ * `http.response.header.<name>`, built once per name (a few hundred at most:
+ * a server that makes up header names gets them built each time instead).
+ */
+const attributeNames = (prefix: string) => {
+  const names = new Map<string, string>()
+  return (header: string): string => {
+    let name = names.get(header)
+    if (name === undefined) {
+      name = prefix + header
+      if (names.size < 256) names.set(header, name)
+    }
+    return name
+  }
+}
+const requestHeaderAttribute = attributeNames("http.request.header.")
+const responseHeaderAttribute = attributeNames("http.response.header.")
+
+/**
+ * What `Headers.redact` then `String` give a span for each header (a
+ * redacted value shows as `<redacted>`), without copying the headers and
+ * making a `Redacted` per secret per request.
+ */
+const headerAttributes = (
+  span: Tracer.Span,
+  attribute: (header: string) => string,
+  headers: Headers.Headers,
+  redactedNames: ReadonlyArray<string | RegExp>
+): void => {
+  for (const name in headers) {
+    span.attribute(attribute(name), isRedacted(name, redactedNames) ? "<redacted>" : headers[name])
+  }
+}
+
+const isRedacted = (name: string, redactedNames: ReadonlyArray<string | RegExp>): boolean => {
+  for (let i = 0; i < redactedNames.length; i++) {
+    const redacted = redactedNames[i]!
+    if (typeof redacted === "string" ? redacted.toLowerCase() === name : redacted.test(name)) return true
+  }
+  return false
+}
 
 /**
  * The client: `execute` sends with no deadline, `executeBefore` under one
@@ -528,8 +569,7 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
         const query = url.search.slice(1)
         if (query !== "") span.attribute("url.query", query)
         const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
-        const redacted = Headers.redact(request.headers, redactedNames)
-        for (const name in redacted) span.attribute(ATTR_HTTP_REQUEST_HEADER(name), String(redacted[name]))
+        headerAttributes(span, requestHeaderAttribute, request.headers, redactedNames)
         const traced = fiber.getFiberRef(HttpClient.currentTracerPropagation)
           ? HttpClientRequest.setHeaders(request, TraceContext.toHeaders(span))
           : request
@@ -539,8 +579,7 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
           if (Exit.isSuccess(exit)) {
             const response = exit.value
             span.attribute("http.response.status_code", response.status)
-            const headers = Headers.redact(response.headers, redactedNames)
-            for (const name in headers) span.attribute(ATTR_HTTP_RESPONSE_HEADER(name), String(headers[name]))
+            headerAttributes(span, responseHeaderAttribute, response.headers, redactedNames)
           }
           span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
           return Effect.void
