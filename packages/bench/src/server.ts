@@ -18,6 +18,11 @@ const server = Http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     if (req.url === "/oauth/token") return reply(res, token)
     // `/slow`: answered after a second, to hold requests in flight (heap per in-flight request).
     if (req.url === "/slow") return setTimeout(() => reply(res, body), 1_000)
+    // `/chunked`: the same body without a Content-Length, as many frameworks send JSON.
+    if (req.url === "/chunked") {
+      res.writeHead(200, { "content-type": "application/json" })
+      return res.end(body)
+    }
     reply(res, body)
   })
 })

@@ -94,6 +94,7 @@ export const run = async (options: Options) => {
     ["sluice NodeTransport", effectRunner(viaClient(transport))],
     ["sluice NodeTransport, tracer off", effectRunner((c, d) => Effect.withTracerEnabled(viaClient(transport)(c, d), false))],
     ["sluice ApiClient (GET JSON)", effectRunner(effectLoops(api.get("/items")))],
+    ["sluice ApiClient, chunked body (no Content-Length)", effectRunner(effectLoops(api.get("/chunked")))],
     ["sluice full stack (OAuth2, limiter, retry)", effectRunner(effectLoops(stack.get("/items")))]
   ]
 

@@ -3,6 +3,7 @@
  */
 export * as ApiClient from "./ApiClient.js"
 export * as ApiError from "./ApiError.js"
+export * as BoundedBody from "./BoundedBody.js"
 export * as Redirects from "./Redirects.js"
 export * as RetryAfter from "./RetryAfter.js"
 export * as Sse from "./Sse.js"

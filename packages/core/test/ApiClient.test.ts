@@ -1,3 +1,4 @@
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { TestServer } from "@sluice/testing"
 import * as Cause from "effect/Cause"
@@ -13,7 +14,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import { ApiError } from "../src/index.js"
+import { ApiClient, ApiError } from "../src/index.js"
 import { recordingTracer, setup } from "./helpers.js"
 
 const SECRET = "sk-live-0123456789abcdef"
@@ -333,6 +334,24 @@ describe("ApiClient streaming", () => {
       yield* eventually(server.stats.pipe(Effect.filterOrFail((s) => s.connectionsOpen <= 1)))
       yield* Scope.close(scope, Exit.void)
     }), 20_000)
+
+  it.live("maxResponseSize over a transport that cannot bound a body itself (platform's fetch client): the body's stream is counted", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* TestServer.make({
+        routes: [
+          { path: "/endless", then: TestServer.fault("endless-line", { chunkDelay: "0 millis" }) },
+          { path: "/chunked", then: { chunks: ["{\"a\":", "1}"], chunkDelay: "0 millis" } }
+        ]
+      })
+      const api = yield* ApiClient.make({ baseUrl: server.url, maxResponseSize: 1024 * 1024 }).pipe(
+        Effect.provide(FetchHttpClient.layer)
+      )
+      const endless = yield* Effect.flip(api.get("/endless"))
+      assert(endless._tag === "ResponseTooLargeError", endless._tag)
+      expect(endless.received).toBeGreaterThan(1024 * 1024)
+      expect(endless.received).toBeLessThan(2 * 1024 * 1024)
+      expect(yield* api.get("/chunked")).toEqual({ a: 1 })
+    })), 20_000)
 
   it.live("interrupting a stream releases its connection", () =>
     Effect.gen(function*() {

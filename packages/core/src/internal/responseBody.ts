@@ -2,6 +2,9 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import * as BoundedBody from "../BoundedBody.js"
+
+const utf8 = new TextDecoder()
 
 /** Bytes of an error answer read for its excerpt; the rest is never read (the connection is closed). */
 export const ERROR_BODY_READ_LIMIT = 64 * 1024
@@ -38,6 +41,13 @@ export const readText = <E>(
   } else if (max === Number.POSITIVE_INFINITY) {
     return response.text
   }
+  if (BoundedBody.isBoundedBody(response)) {
+    // The transport counts the bytes itself (NodeTransport): no stream per read.
+    return Effect.flatMap(response[BoundedBody.TypeId](max), ({ bytes }) => {
+      if (bytes.length <= max) return Effect.succeed(utf8.decode(bytes))
+      return truncate ? Effect.succeed(utf8.decode(bytes.subarray(0, max))) : Effect.fail(overflow({ received: bytes.length }))
+    })
+  }
   return Effect.suspend(() => {
     const decoder = new TextDecoder()
     let text = ""
@@ -69,6 +79,7 @@ export const discard = (
 ): Effect.Effect<void> => {
   const header = response.headers["content-length"]
   if (header !== undefined && Number(header) <= max) return Effect.ignore(response.arrayBuffer)
+  if (BoundedBody.isBoundedBody(response)) return Effect.ignore(response[BoundedBody.TypeId](max))
   let received = 0
   return Effect.ignore(Stream.runFoldWhile(response.stream, 0, () => received <= max, (n, chunk) => {
     received = n + chunk.length

@@ -21,7 +21,7 @@ import * as IncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as TraceContext from "@effect/platform/HttpTraceContext"
 import * as UrlParams from "@effect/platform/UrlParams"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { TransportDeadline } from "@sluice/core"
+import { BoundedBody, TransportDeadline } from "@sluice/core"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -326,6 +326,37 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
       const check = (): void => {
         const settled = this.settled()
         if (settled !== undefined) return resume(settled)
+        exchange.wait(check)
+      }
+      check()
+      return Effect.sync(() => {
+        exchange.unwait(check)
+        exchange.fail(new Interrupted())
+      })
+    })
+  }
+
+  /**
+   * The body until it ends or until more than `max` bytes have arrived
+   * (`BoundedBody`): then the request is aborted and its socket closed,
+   * the rest never read.
+   */
+  [BoundedBody.TypeId](max: number): Effect.Effect<BoundedBody.Read, HttpClientError.ResponseError> {
+    const settled = this.settled()
+    if (settled !== undefined) return Effect.map(settled, (bytes) => ({ bytes }))
+    unread.unregister(this)
+    const exchange = this.exchange
+    return Effect.async<BoundedBody.Read, HttpClientError.ResponseError>((resume) => {
+      exchange.collecting = true
+      const check = (): void => {
+        const settled = this.settled()
+        if (settled !== undefined) return resume(Effect.map(settled, (bytes) => ({ bytes })))
+        if (exchange.buffered > max) {
+          const size = exchange.buffered
+          const bytes = concat(exchange.take(), size)
+          exchange.fail(new BodyClosed())
+          return resume(Effect.succeed({ bytes }))
+        }
         exchange.wait(check)
       }
       check()
