@@ -4,18 +4,10 @@
  */
 import * as Duration from "effect/Duration"
 import type * as TS from "../TestServer.js"
-import { TestServerConfigError } from "../TestServer.js"
+import { Fault, TestServerConfigError } from "../TestServer.js"
 
-export const FAULTS = new Set<string>([
-  "reset-before-headers",
-  "reset-after-headers",
-  "truncated-body",
-  "malformed-json",
-  "endless-body",
-  "endless-line",
-  "huge-body",
-  "hang"
-])
+/** The faults a reply may name: the literals of `TestServer.Fault` (read when called: the modules import each other). */
+const faults = (): ReadonlyArray<string> => Fault.literals
 
 export const ALGORITHMS = ["token-bucket", "fixed-window", "sliding-window"]
 export const HEADER_FORMS = ["ietf", "x", "x-epoch", "draft-7", "draft-8", "openai", "anthropic"]
@@ -35,8 +27,8 @@ export const validateReply = (reply: TS.Reply, where: string): void => {
   if (reply.status !== undefined && (!Number.isInteger(reply.status) || reply.status < 100 || reply.status > 599)) {
     throw configError(`${where}: status ${reply.status} is not an HTTP status (100-599)`)
   }
-  if (reply.fault !== undefined && !FAULTS.has(reply.fault)) {
-    throw configError(`${where}: unknown fault "${reply.fault}" (one of ${[...FAULTS].join(", ")})`)
+  if (reply.fault !== undefined && !faults().includes(reply.fault)) {
+    throw configError(`${where}: unknown fault "${reply.fault}" (one of ${faults().join(", ")})`)
   }
   if (typeof reply.retryAfter === "number" && (!(reply.retryAfter >= 0) || !Number.isFinite(reply.retryAfter))) {
     throw configError(`${where}: retryAfter must be a non-negative number of seconds`)
