@@ -1,9 +1,10 @@
 /**
  * `ApiClient`'s request path. A request is built (`requestBuilder.ts`), then
- * sent through, outermost first: its span, `Retry`, the circuit breaker,
- * the rate limiter's permit, the credential (with one refresh and replay on
- * a 401), the attempt's deadline and the transport; the response becomes a
- * value or a typed error (`responseReader.ts`).
+ * sent through, outermost first: its span, `Retry`, the 401 rule (a refused
+ * credential dropped and the attempt replayed once: `unauthorized.ts`), the
+ * circuit breaker, the rate limiter's permit (its outcome: `outcome.ts`), the
+ * credential, the attempt's deadline and the transport; the response becomes
+ * a value or a typed error (`responseReader.ts`).
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
