@@ -180,7 +180,7 @@ export const withAuth: {
             )
           })
         return Effect.catchIf(
-          replayOnce(auth, attempt, { is: isUnauthorized, discard: (e) => Effect.ignore((e as Unauthorized).response.arrayBuffer) }),
+          replayOnce(auth, attempt, { is: isUnauthorized, discard: (e) => Effect.ignore(e.response.arrayBuffer) }),
           isUnauthorized,
           (e) =>
             auth.refreshable

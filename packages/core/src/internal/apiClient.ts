@@ -23,7 +23,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as ApiClient from "../ApiClient.js"
-import { RequestEncodeError } from "../ApiError.js"
+import { type HttpStatusError, RequestEncodeError } from "../ApiError.js"
 import type * as AuthProvider from "../AuthProvider.js"
 import * as AuthProviderModule from "../AuthProvider.js"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
@@ -227,7 +227,7 @@ export const make = (
         }, cost)
       })
     }
-    const isUnauthorized = (e: ApiClient.ApiClient.Error) => e._tag === "HttpStatusError" && e.status === 401
+    const isUnauthorized = (e: ApiClient.ApiClient.Error): e is HttpStatusError => e._tag === "HttpStatusError" && e.status === 401
     // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
     const once = provider === undefined ? attempt() : Effect.mapError(
       replayOnce(provider, attempt, { is: isUnauthorized }),

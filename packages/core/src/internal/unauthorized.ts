@@ -10,12 +10,12 @@
 import * as Effect from "effect/Effect"
 import type * as AuthProvider from "../AuthProvider.js"
 
-export const replayOnce = <A, E, R>(
+export const replayOnce = <A, E, R, U extends E>(
   provider: AuthProvider.Service,
   /** One attempt; it calls `use` with the credential it sends. */
   attempt: (use: (credential: AuthProvider.Credential) => void) => Effect.Effect<A, E, R>,
   /** Whether the attempt's failure is a 401; `discard` frees what it holds (an unread body). */
-  unauthorized: { readonly is: (error: E) => boolean; readonly discard?: (error: E) => Effect.Effect<void> }
+  unauthorized: { readonly is: (error: E) => error is U; readonly discard?: (error: U) => Effect.Effect<void> }
 ): Effect.Effect<A, E, R> => {
   if (!provider.refreshable) return attempt(noop)
   return Effect.suspend(() => {
