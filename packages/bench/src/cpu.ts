@@ -27,11 +27,13 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { ApiClient } from "@sluice/core"
+import { ApiClient, ClientCredentials, RateLimiter, RateLimiterStore, Retry } from "@sluice/core"
 import { NodeTransport } from "@sluice/node"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { median } from "./measure.js"
 
@@ -48,7 +50,9 @@ export const variants = [
   { key: "transport", label: "NodeTransport (`execute` + `json`)" },
   { key: "api", label: "ApiClient `get` (10 s timeout, enforced by the transport)" },
   { key: "apiRaced", label: "ApiClient `get`, timeout raced with Effect.timeoutFail (any other client)" },
-  { key: "apiNoTimeout", label: "ApiClient `get`, no timeout" }
+  { key: "apiNoTimeout", label: "ApiClient `get`, no timeout" },
+  { key: "apiRetry", label: "ApiClient `get` with `Retry`" },
+  { key: "full", label: "full stack: ApiClient, OAuth2 (cached token), token bucket (not binding), `Retry`" }
 ] as const
 
 export type Key = (typeof variants)[number]["key"]
@@ -95,8 +99,24 @@ export const run = async (options: Options): Promise<ReadonlyArray<Row>> => {
   const http = await Effect.runPromise(Scope.extend(NodeTransport.make({ keepAliveTimeout: "60 seconds" }), scope))
   const api = (options: Partial<ApiClient.Options>) =>
     Effect.runPromise(Effect.provideService(ApiClient.make({ baseUrl: url, ...options }), HttpClient.HttpClient, http))
+  // Services built once in the scope every variant shares, as a layer graph a user would write.
+  const withServices = <ROut, E>(layer: Layer.Layer<ROut, E, HttpClient.HttpClient>) =>
+    Effect.runPromise(Scope.extend(
+      Effect.flatMap(
+        Layer.build(Layer.provideMerge(layer, Layer.succeed(HttpClient.HttpClient, http))),
+        (services) => Effect.provide(ApiClient.make({ baseUrl: url }), services)
+      ),
+      scope
+    ))
   const clients = {
     api: await api({}),
+    apiRetry: await withServices(Retry.layer()),
+    // The whole stack as a user runs it, as in scenario 1.
+    full: await withServices(Layer.mergeAll(
+      ClientCredentials.layer({ tokenUrl: `${url}/oauth/token`, clientId: "bench", clientSecret: Redacted.make("bench-secret") }),
+      RateLimiter.layerTokenBucket({ limit: 1_000_000, window: "1 second" }).pipe(Layer.provide(RateLimiterStore.layerMemory)),
+      Retry.layer()
+    )),
     // A transformClient makes a new client that does not enforce TransportDeadline: the attempt is raced.
     apiRaced: await api({ transformClient: (client) => HttpClient.mapRequest(client, (request) => request) }),
     apiNoTimeout: await api({ timeout: Duration.infinity })
@@ -105,7 +125,9 @@ export const run = async (options: Options): Promise<ReadonlyArray<Row>> => {
     transport: Effect.flatMap(http.execute(HttpClientRequest.get(`${url}/items`)), (r) => r.json),
     api: clients.api.get("/items"),
     apiRaced: clients.apiRaced.get("/items"),
-    apiNoTimeout: clients.apiNoTimeout.get("/items")
+    apiNoTimeout: clients.apiNoTimeout.get("/items"),
+    apiRetry: clients.apiRetry.get("/items"),
+    full: clients.full.get("/items")
   }
   const keys = variants.map((v) => v.key)
 

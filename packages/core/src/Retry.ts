@@ -35,12 +35,15 @@
  *
  * @since 0.1.0
  */
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import { hasProperty } from "effect/Predicate"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import { RequestTimeoutError } from "./ApiError.js"
@@ -97,6 +100,12 @@ export interface RequestInfo {
  * @category models
  */
 export type Retryable = { readonly _tag: string }
+
+/** A failed attempt as the schedule sees it. */
+interface Failure {
+  readonly error: Retryable
+  readonly request: RequestInfo
+}
 
 /**
  * @since 0.1.0
@@ -200,31 +209,47 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       return true
     }
 
+    // One schedule for the policy; its input carries the request, since whether an error may be
+    // replayed depends on the request's method and headers.
+    const schedule = Schedule.exponential(baseDelay, 2).pipe(
+      Schedule.jittered,
+      Schedule.modifyDelay((_, d) => Duration.min(d, maxDelay)),
+      Schedule.intersect(Schedule.recurs(maxAttempts - 1)),
+      Schedule.zipRight(Schedule.identity<Failure>()),
+      Schedule.check(({ error, request }) => Option.isSome(decide(error, request, options))),
+      // Retry-After is a floor; a little jitter on top keeps replicas from returning at one instant.
+      Schedule.modifyDelayEffect(({ error, request }, d) => {
+        const floor = Option.getOrElse(decide(error, request, options), () => Duration.zero)
+        if (Duration.lessThanOrEqualTo(floor, d)) return Effect.succeed(d)
+        // whole milliseconds: a fractional one is a fractional nanosecond count, which the TestClock cannot sleep
+        return Effect.map(Random.next, (u) => Duration.millis(Math.ceil(Duration.toMillis(floor) * (1 + 0.1 * u))))
+      }),
+      Schedule.check(({ error }) => spend(error)),
+      Schedule.tapOutput(() => Metric.increment(retries))
+    )
+
     const retry = <A, E extends Retryable, R>(attempt: Effect.Effect<A, E, R>, request: RequestInfo) => {
-      const schedule = Schedule.exponential(baseDelay, 2).pipe(
-        Schedule.jittered,
-        Schedule.modifyDelay((_, d) => Duration.min(d, maxDelay)),
-        Schedule.intersect(Schedule.recurs(maxAttempts - 1)),
-        Schedule.zipRight(Schedule.identity<E>()),
-        Schedule.check((error) => Option.isSome(decide(error, request, options))),
-        // Retry-After is a floor; a little jitter on top keeps replicas from returning at one instant.
-        Schedule.modifyDelayEffect((error, d) => {
-          const floor = Option.getOrElse(decide(error, request, options), () => Duration.zero)
-          if (Duration.lessThanOrEqualTo(floor, d)) return Effect.succeed(d)
-          // whole milliseconds: a fractional one is a fractional nanosecond count, which the TestClock cannot sleep
-          return Effect.map(Random.next, (u) => Duration.millis(Math.ceil(Duration.toMillis(floor) * (1 + 0.1 * u))))
-        }),
-        Schedule.check((error) => spend(error)),
-        Schedule.tapOutput(() => Metric.increment(retries))
-      )
-      const withRetries = Effect.retry(attempt, schedule).pipe(
-        Effect.tap(() =>
-          Effect.sync(() => {
-            if (budget !== undefined) tokens = Math.min(budget.capacity, tokens + budget.successRefund)
-          })
-        ),
-        Effect.tapError(() => budget !== undefined && tokens < budget.retryCost ? Metric.increment(budgetRefused) : Effect.void)
-      )
+      // The schedule's driver is made at the first failure, not per request: `Effect.retry` would
+      // make one (and provide its iteration metadata to every attempt) for each request, most of
+      // which succeed at once, and that was most of what retry cost a request.
+      const succeeded = (a: A) =>
+        Effect.sync(() => {
+          if (budget !== undefined) tokens = Math.min(budget.capacity, tokens + budget.successRefund)
+          return a
+        })
+      const failed = (error: E) =>
+        budget !== undefined && tokens < budget.retryCost
+          ? Effect.zipRight(Metric.increment(budgetRefused), Effect.fail(error))
+          : Effect.fail(error)
+      const again = (driver: Schedule.ScheduleDriver<unknown, Failure, never>) => (error: E): Effect.Effect<A, E, R> =>
+        Effect.matchEffect(driver.next({ error, request }), {
+          onFailure: () => failed(error),
+          onSuccess: () => Effect.matchEffect(attempt, { onSuccess: succeeded, onFailure: again(driver) })
+        })
+      const withRetries = Effect.matchEffect(attempt, {
+        onSuccess: succeeded,
+        onFailure: (error) => Effect.flatMap(Schedule.driver(schedule), (driver) => again(driver)(error))
+      })
       return deadline === undefined
         ? withRetries
         : Effect.timeoutFail(withRetries, {
@@ -242,3 +267,41 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
  */
 export const layer = (options: Options = {}): Layer.Layer<RetryPolicy> => Layer.effect(RetryPolicy, make(options))
 
+
+/**
+ * Applies a policy to any `HttpClient`: each request is retried as the
+ * policy decides from its error, its method and its headers. The policy
+ * judges Sluice's typed errors, so put it outside `TypedErrors.withTypedErrors`
+ * (a platform `HttpClientError` is never retried, and an error answer is not
+ * a failure until that combinator makes it one). A request whose body is a
+ * stream can be sent once only: give such requests a body that can be read
+ * again, or do not retry them.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Effect } from "effect"
+ * import { Retry, TypedErrors } from "@sluice/core"
+ *
+ * const client = Effect.gen(function* () {
+ *   const policy = yield* Retry.make({ maxAttempts: 3 })
+ *   return (yield* HttpClient.HttpClient).pipe(TypedErrors.withTypedErrors(), Retry.withRetry(policy))
+ * })
+ * ```
+ *
+ * @since 0.4.0
+ * @category combinators
+ */
+export const withRetry: {
+  (policy: Service): <E extends Retryable, R>(
+    self: HttpClient.HttpClient.With<E, R>
+  ) => HttpClient.HttpClient.With<E | RequestTimeoutError, R>
+  <E extends Retryable, R>(
+    self: HttpClient.HttpClient.With<E, R>,
+    policy: Service
+  ): HttpClient.HttpClient.With<E | RequestTimeoutError, R>
+} = dual(
+  (args) => hasProperty(args[0], HttpClient.TypeId),
+  <E extends Retryable, R>(self: HttpClient.HttpClient.With<E, R>, policy: Service): HttpClient.HttpClient.With<E | RequestTimeoutError, R> =>
+    HttpClient.transform(self, (effect, request) => policy.retry(effect, request))
+)
