@@ -34,6 +34,7 @@ import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { setEach } from "./internal/headers.js"
 import { replayOnce } from "./internal/unauthorized.js"
 
 /**
@@ -175,7 +176,7 @@ export const withAuth: {
           Effect.flatMap(auth.credential, (credential) => {
             use(credential)
             return Effect.flatMap(
-              self.execute(HttpClientRequest.setHeaders(request, credential.headers)),
+              self.execute(setEach(request, credential.headers)),
               (response) => response.status === 401 ? Effect.fail(new Unauthorized(response)) : Effect.succeed(response)
             )
           })

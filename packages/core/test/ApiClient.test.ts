@@ -48,6 +48,24 @@ describe("ApiClient", () => {
       expect(echo.headers["content-type"]).toBeUndefined()
     }))
 
+  it.scoped("a request's own headers add to and override the defaults, for that request only", () =>
+    Effect.gen(function*() {
+      const { api } = yield* setup({ routes: [{ path: "/h", then: { echo: true } }] }, { headers: { "x-tenant": "acme", "x-mode": "a" } })
+      type Echo = { headers: Record<string, string> }
+      const own = (yield* api.get("/h", { headers: { "X-Mode": "b", "x-request": "1", "content-type": "text/plain" } })) as Echo
+      expect(own.headers["x-tenant"]).toBe("acme")
+      expect(own.headers["x-mode"]).toBe("b")
+      expect(own.headers["x-request"]).toBe("1")
+      // no body, no Content-Type (as the platform's request constructor does)
+      expect(own.headers["content-type"]).toBeUndefined()
+      const posted = (yield* api.post("/h", { body: [1], headers: { "x-request": "2" } })) as Echo
+      expect(posted.headers["content-type"]).toBe("application/json")
+      expect(posted.headers["x-request"]).toBe("2")
+      const next = (yield* api.get("/h")) as Echo
+      expect(next.headers["x-mode"]).toBe("a")
+      expect(next.headers["x-request"]).toBeUndefined()
+    }))
+
   it.scoped("POST sends JSON with a content type; the API key goes in its header", () =>
     Effect.gen(function*() {
       const { api, server } = yield* setup(

@@ -33,6 +33,7 @@ import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
 import { fromHttpClientError, totalTimeout } from "./errors.js"
+import { setEach } from "./headers.js"
 import { outcomeOfStatus } from "./outcome.js"
 import { replayOnce } from "./unauthorized.js"
 import { makeRequestBuilder, normaliseBaseUrl } from "./requestBuilder.js"
@@ -214,7 +215,7 @@ export const make = (
         const sent = provider === undefined ? exchange(req) : Effect.flatMap(provider.credential, (credential) => {
           noteCredential(credential)
           onCredential?.(credential)
-          return exchange(HttpClientRequest.setHeaders(req, credential.headers))
+          return exchange(setEach(req, credential.headers))
         })
         if (!limited) return sent
         return limiter!.run(sent, (exit): RateLimiter.Outcome => {
@@ -257,7 +258,7 @@ export const make = (
       (span) =>
         Effect.flatMap(FiberRef.get(HttpClient.currentTracerPropagation), (propagate) =>
           obtain(
-            propagate ? HttpClientRequest.setHeaders(req, TraceContext.toHeaders(span)) : req,
+            propagate ? setEach(req, TraceContext.toHeaders(span)) : req,
             (response): Effect.Effect<A, ApiClient.ApiClient.Error> => {
               span.attribute("http.response.status_code", response.status)
               return response.status >= 200 && response.status < 300

@@ -98,6 +98,13 @@ export const makeRequestBuilder = (options: ApiClient.Options, baseUrl: string) 
   // Default headers that carry credentials stay at home too.
   foreignDefaults = Headers.remove(foreignDefaults, [...Redirects.CREDENTIAL_HEADERS, "x-api-key", apiKeyHeader])
 
+  // Every request starts from one of two templates (the base URL's origin, another origin) whose
+  // headers are set once: HttpClientRequest.make sets them with setHeaders, which copies the whole
+  // set three times, for every request.
+  const template = (headers: Headers.Headers) => HttpClientRequest.setBody(HttpClientRequest.make("GET")("", { headers }), HttpBody.empty)
+  const home = template(defaults)
+  const foreign = template(foreignDefaults)
+
   const buildRequest = (
     method: HttpMethod,
     path: string,
@@ -127,7 +134,6 @@ export const makeRequestBuilder = (options: ApiClient.Options, baseUrl: string) 
     } else {
       url = expanded.charCodeAt(0) === 47 ? baseUrl + expanded : `${baseUrl}/${expanded}`
     }
-    if (opts.headers !== undefined) headers = Headers.merge(headers, Headers.fromInput(opts.headers))
     let body: HttpBody.HttpBody = HttpBody.empty
     if (opts.body !== undefined) {
       let text: string | undefined
@@ -138,11 +144,14 @@ export const makeRequestBuilder = (options: ApiClient.Options, baseUrl: string) 
       }
       body = HttpBody.text(text ?? "null", "application/json")
     }
-    return HttpClientRequest.make(method)(url, {
-      headers,
-      body,
-      ...(opts.params !== undefined ? { urlParams: paramsToUrlParams(opts.params) } : {})
-    })
+    // The same steps as HttpClientRequest.make(method)(url, { headers, urlParams, body }), from a
+    // template whose headers were set once.
+    let request = HttpClientRequest.setUrl(HttpClientRequest.setMethod(headers === defaults ? home : foreign, method), url)
+    if (opts.headers !== undefined) request = HttpClientRequest.setHeaders(request, opts.headers)
+    if (opts.params !== undefined) request = HttpClientRequest.setUrlParams(request, paramsToUrlParams(opts.params))
+    // An empty body drops a Content-Type given with the request's headers, as make would.
+    if (body !== HttpBody.empty || opts.headers !== undefined) request = HttpClientRequest.setBody(request, body)
+    return request
   }
 
   const tryBuild = (method: HttpMethod, path: string, opts: ApiClient.RequestOptions<any, any>) => {
