@@ -7,7 +7,8 @@
  *   `Retry-After` when one was sent). The error carries a bounded excerpt of
  *   the body; every credential the request was sent with (`Authorization`,
  *   `Cookie`, `Proxy-Authorization`, `X-API-Key`, and `secretHeaders`) is
- *   masked in it, in every form a server echoes it.
+ *   masked in it, in every form a server echoes it. An error's `url` has no
+ *   query, fragment or user info (a key in the query stays out of messages).
  * - A platform `HttpClientError` becomes a `TransportError` (with its phase),
  *   a `RequestTimeoutError` (a transport's deadline) or a
  *   `RequestEncodeError` (a request the transport would not send). Other
@@ -49,7 +50,7 @@ import type {
   ServerSideRateLimitError,
   TransportError
 } from "./ApiError.js"
-import { fromHttpClientError } from "./internal/errors.js"
+import { fromHttpClientError, shownUrl } from "./internal/errors.js"
 import { makeResponseReader } from "./internal/responseReader.js"
 import { Scrubber } from "./internal/scrub.js"
 
@@ -97,7 +98,7 @@ export const withTypedErrors: {
         onFailure: (error) =>
           Effect.fail(
             HttpClientError.isHttpClientError(error)
-              ? fromHttpClientError(error, request.method, request.url)
+              ? fromHttpClientError(error, request.method, shownUrl(request.url))
               : error as Exclude<E, HttpClientError.HttpClientError>
           ),
         onSuccess: (response) => {
@@ -110,7 +111,7 @@ export const withTypedErrors: {
             if (value !== undefined) scrubber.addHeaders({ [name]: value })
           }
           const reader = makeResponseReader({ maxResponseSize: 0, timeout: Duration.infinity, scrubber })
-          return reader.failStatus(response, request.method, request.url) as Effect.Effect<never, Error>
+          return reader.failStatus(response, request.method, shownUrl(request.url)) as Effect.Effect<never, Error>
         }
       })) as HttpClient.HttpClient.With<Exclude<E, HttpClientError.HttpClientError> | Error, R>
   }

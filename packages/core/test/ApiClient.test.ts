@@ -139,12 +139,16 @@ describe("ApiClient", () => {
       expect(notFound.method).toBe("GET")
       expect(notFound.url).toMatch(/\/missing$/)
       expect(notFound.body).toContain("not found")
+      // a key written into the path's query (not sent as a header, not as params) stays out of errors
+      const keyed = yield* Effect.flip(api.get(`/missing?api_key=${SECRET}#top`))
+      assert(keyed._tag === "HttpStatusError")
+      expect(keyed.url).toMatch(/\/missing$/)
       const huge = yield* Effect.flip(api.post("/huge", { body: {} }))
       assert(huge._tag === "HttpStatusError")
       expect(huge.status).toBe(500)
       expect(huge.body.length).toBeLessThan(ApiError.BODY_EXCERPT_LIMIT + 40)
       // no secret in any rendering of the errors
-      for (const e of [notFound, huge]) {
+      for (const e of [notFound, keyed, huge]) {
         expect(e.message).not.toContain(SECRET)
         expect(JSON.stringify(e)).not.toContain(SECRET)
         expect(String(e)).not.toContain(SECRET)
@@ -184,10 +188,12 @@ describe("ApiClient", () => {
     Effect.gen(function*() {
       const port = yield* TestServer.closedPort
       const { api } = yield* setup({ routes: [] }, { baseUrl: `http://127.0.0.1:${port}` })
-      const error = yield* Effect.flip(api.get("/x"))
+      const error = yield* Effect.flip(api.get(`/x?token=${SECRET}`))
       assert(error._tag === "TransportError")
       expect(error.phase).toBe("connect")
       expect(error.code).toBe("ECONNREFUSED")
+      expect(error.url).toBe(`http://127.0.0.1:${port}/x`)
+      expect(error.message).not.toContain(SECRET)
     }))
 
   it.scoped("a connect that never completes is a RequestTimeoutError in the connect phase", () =>

@@ -32,9 +32,12 @@ describe("TypedErrors.withTypedErrors on a plain HttpClient", () => {
         ]
       })
       const client = TypedErrors.withTypedErrors(http)
-      const missing = yield* Effect.flip(client.get(`${server.url}/missing`))
+      const missing = yield* Effect.flip(client.get(`${server.url}/missing?api_key=${SECRET}#frag`))
       assert(missing._tag === "HttpStatusError")
       expect(missing.status).toBe(404)
+      // a key written into the URL's query stays out of the error
+      expect(missing.url).toBe(`${server.url}/missing`)
+      expect(missing.message).not.toContain(SECRET)
       expect(missing.body).toBe("no such thing")
       const limited = yield* Effect.flip(client.get(`${server.url}/limited`))
       assert(limited._tag === "ServerSideRateLimitError")

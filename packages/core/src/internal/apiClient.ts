@@ -32,7 +32,7 @@ import * as Redirects from "../Redirects.js"
 import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
-import { fromHttpClientError, totalTimeout } from "./errors.js"
+import { fromHttpClientError, shownUrl, totalTimeout } from "./errors.js"
 import { setEach } from "./headers.js"
 import { outcomeOfStatus } from "./outcome.js"
 import { replayOnce } from "./unauthorized.js"
@@ -147,7 +147,7 @@ export const make = (
       deadline === undefined
         ? traced.execute(request)
         : deadlineClient!.executeBefore(request, deadline),
-      (error) => fromHttpClientError(error, request.method, request.url, timeout)
+      (error) => fromHttpClientError(error, request.method, shownUrl(request.url), timeout)
     )
 
   /**
@@ -173,7 +173,7 @@ export const make = (
     // A request to another origin (allowAbsoluteUrls) never carries the provider's credential.
     const provider = foreign ? undefined : auth
     const method = req.method
-    const url = req.url
+    const url = shownUrl(req.url)
     const limited = limiter !== undefined && limiter.appliesTo(req)
     /** One attempt under the circuit breaker (before the limiter: an open circuit takes no permit). */
     const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
@@ -248,7 +248,8 @@ export const make = (
     const built = builder.build(method, path, o)
     if (built instanceof RequestEncodeError) return Effect.fail(built)
     const req = built
-    const url = req.url
+    // What errors show: a query written into the template may hold a key.
+    const url = shownUrl(req.url)
     const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
     // A query written into the template may hold a key: it never goes into the span.
     const template = path.indexOf("?") === -1 ? path : path.slice(0, path.indexOf("?"))
@@ -282,7 +283,7 @@ export const make = (
       const built = builder.build(method, path, o)
       if (built instanceof RequestEncodeError) return Effect.fail(built)
       const req = HttpClientRequest.setHeader(built, "accept", "*/*")
-      const url = req.url
+      const url = shownUrl(req.url)
       // For a stream the timeout bounds the wait for the response headers; the body may run long,
       // so the deadline is never left to the transport (it would cut the body off).
       return obtain(

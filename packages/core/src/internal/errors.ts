@@ -103,3 +103,16 @@ export const fromHttpClientError = (
 
 export const totalTimeout = (method: string, url: string, timeout: Duration.Duration) =>
   new RequestTimeoutError({ method, url, phase: "total", timeout })
+
+/** A URL as an error shows it: without its query, fragment or user info, any of which may hold a secret. */
+export const shownUrl = (url: string): string => {
+  // The common case, checked without parsing: this runs for every request.
+  if (url.indexOf("?") === -1 && url.indexOf("#") === -1 && url.indexOf("@") === -1) return url
+  try {
+    const parsed = new URL(url)
+    return parsed.origin + parsed.pathname
+  } catch {
+    const cut = url.search(/[?#]/)
+    return cut === -1 ? url : url.slice(0, cut)
+  }
+}
