@@ -229,9 +229,9 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     )
 
     const retry = <A, E extends Retryable, R>(attempt: Effect.Effect<A, E, R>, request: RequestInfo) => {
-      // The schedule's driver is made at the first failure, not per request: `Effect.retry` would
-      // make one (and provide its iteration metadata to every attempt) for each request, most of
-      // which succeed at once, and that was most of what retry cost a request.
+      // The schedule's driver is made at the first failure, not per request: `Effect.retry` makes
+      // one (and provides its iteration metadata to every attempt) for each request, though most
+      // succeed at once and never need it.
       const succeeded = (a: A) =>
         Effect.sync(() => {
           if (budget !== undefined) tokens = Math.min(budget.capacity, tokens + budget.successRefund)
@@ -266,7 +266,6 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<RetryPolicy> => Layer.effect(RetryPolicy, make(options))
-
 
 /**
  * Applies a policy to any `HttpClient`: each request is retried as the

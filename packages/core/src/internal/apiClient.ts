@@ -42,6 +42,9 @@ import { Scrubber } from "./scrub.js"
 
 const EMPTY_OPTIONS: ApiClient.RequestOptions<any, any> = {}
 
+const noop = (): void => {}
+const isUnauthorized = (e: ApiClient.ApiClient.Error): e is HttpStatusError => e._tag === "HttpStatusError" && e.status === 401
+
 /** 32 MiB: far above any JSON answer an API sends, far below what would take the process down. */
 export const DEFAULT_MAX_RESPONSE_SIZE = 32 * 1024 * 1024
 
@@ -119,126 +122,13 @@ export const make = (
   const traced = HttpClient.withTracerDisabledWhen(client, constTrue)
   const timeoutMillis = Duration.isFinite(timeout) ? Duration.toMillis(timeout) : undefined
 
-  /**
-   * `attempt` bounded by the attempt timeout: over a `DeadlineClient` (when
-   * `atTransport`) it gets the deadline to send with, and nothing is armed
-   * here; otherwise it is raced (`Effect.timeoutFail`).
-   */
-  const bounded = <A, E>(
-    attempt: (deadline: number | undefined) => Effect.Effect<A, E>,
-    atTransport: boolean,
-    method: string,
-    url: string
-  ): Effect.Effect<A, E | ApiClient.ApiClient.Error> => {
-    if (timeoutMillis === undefined) return attempt(undefined)
-    if (atTransport) return Effect.clockWith((clock) => attempt(clock.unsafeCurrentTimeMillis() + timeoutMillis))
-    return Effect.timeoutFail(attempt(undefined), { duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) })
-  }
-
   // The platform redacts authorization and x-api-key in logs and spans already; other secret headers are registered.
   const extraSecrets = credentialHeaders.filter((h) => !["authorization", "cookie", "set-cookie", "x-api-key"].includes(h))
   const registerRedacted: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = extraSecrets.length > 0
     ? Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, ...extraSecrets])
     : (effect) => effect
 
-  /** `deadline`: the attempt's, for a transport that enforces it (`TransportDeadline`). */
-  const send = (request: HttpClientRequest.HttpClientRequest, deadline: number | undefined) =>
-    Effect.mapError(
-      deadline === undefined
-        ? traced.execute(request)
-        : deadlineClient!.executeBefore(request, deadline),
-      (error) => fromHttpClientError(error, request.method, shownUrl(request.url), timeout)
-    )
-
-  /**
-   * One request, end to end: retry (outermost), then per attempt the rate
-   * limiter's permit, then the credential (taken right before sending, so a
-   * long wait for a permit never sends an expired token), then the transport
-   * under the attempt timeout, then `handle` on the response. A 401 with a
-   * refreshable credential is refreshed once and replayed once, through the
-   * limiter again.
-   *
-   * `atTransport`: the attempt timeout may be left to the transport
-   * (`TransportDeadline`), which bounds the request and its whole body.
-   * `foreign`: the URL is of another origin than the base URL's (only with
-   * `allowAbsoluteUrls`): no credential is taken or sent.
-   */
-  const obtain = <X>(
-    req: HttpClientRequest.HttpClientRequest,
-    handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
-    atTransport: boolean,
-    foreign: boolean,
-    cost: number | undefined
-  ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
-    // A request to another origin (allowAbsoluteUrls) never carries the provider's credential.
-    const provider = foreign ? undefined : auth
-    const method = req.method
-    const url = shownUrl(req.url)
-    const limited = limiter !== undefined && limiter.appliesTo(req)
-    /** One attempt under the circuit breaker (before the limiter: an open circuit takes no permit). */
-    const attempt = (onCredential?: (c: AuthProvider.Credential) => void): Effect.Effect<X, ApiClient.ApiClient.Error> => {
-      if (breaker === undefined) return attemptLimited(handle, onCredential)
-      return Effect.suspend(() => {
-        let status = 0
-        return breaker.run(
-          attemptLimited((response) => {
-            status = response.status
-            return handle(response)
-          }, onCredential),
-          (exit) => observeAttempt(exit, status)
-        )
-      })
-    }
-    const attemptLimited = (
-      handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
-      onCredential?: (c: AuthProvider.Credential) => void
-    ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
-      if (provider === undefined && !limited) {
-        return bounded((deadline) => Effect.flatMap(send(req, deadline), handle), atTransport, method, url)
-      }
-      return Effect.suspend(() => {
-        // The answer's status and headers, for the limiter to learn from (429, RateLimit-*).
-        let status = 0
-        let headers: Readonly<Record<string, string>> = {}
-        const exchange = (request: HttpClientRequest.HttpClientRequest) =>
-          bounded(
-            (deadline) =>
-              Effect.flatMap(send(request, deadline), (response) => {
-                status = response.status
-                headers = response.headers
-                return handle(response)
-              }),
-            atTransport,
-            method,
-            url
-          )
-        const sent = provider === undefined ? exchange(req) : Effect.flatMap(provider.credential, (credential) => {
-          noteCredential(credential)
-          onCredential?.(credential)
-          return exchange(setEach(req, credential.headers))
-        })
-        if (!limited) return sent
-        return limiter!.run(sent, (exit): RateLimiter.Outcome => {
-          // No answer (a transport failure, a timeout, an interruption) teaches nothing.
-          if (status === 0) return { _tag: "Neutral" }
-          // The 429's Retry-After as its error parsed it (on the Effect Clock).
-          const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-          return outcomeOfStatus(status, headers, () =>
-            Option.isSome(error) && error.value._tag === "ServerSideRateLimitError" ? error.value.retryAfter : Option.none())
-        }, cost)
-      })
-    }
-    const isUnauthorized = (e: ApiClient.ApiClient.Error): e is HttpStatusError => e._tag === "HttpStatusError" && e.status === 401
-    // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
-    const once = provider === undefined ? attempt() : Effect.mapError(
-      replayOnce(provider, attempt, { is: isUnauthorized }),
-      (e) => isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
-    )
-    if (retry === undefined) return once
-    // With retries, each attempt is a span of its own under the request's.
-    return retry.retry(Effect.withSpan(once, "sluice.attempt", { captureStackTrace: false }), { method, headers: req.headers })
-  }
-
+  /** `api.get(path, options)` and the like: the request built, its span opened, sent (`obtain`), its answer read. */
   const request = <A = unknown, I = unknown>(
     method: HttpMethod,
     path: string,
@@ -298,6 +188,128 @@ export const make = (
       ).pipe(registerRedacted)
     }))
   }
+
+  /**
+   * One request, end to end, each step below in the order a request takes
+   * them: retry (outermost), the 401 rule, the circuit breaker, the rate
+   * limiter's permit, the credential (taken right before sending, so a long
+   * wait for a permit never sends an expired token), then the transport
+   * under the attempt's deadline, and `handle` on the response.
+   *
+   * `atTransport`: the attempt timeout may be left to the transport
+   * (`TransportDeadline`), which bounds the request and its whole body.
+   * `foreign`: the URL is of another origin than the base URL's (only with
+   * `allowAbsoluteUrls`): no credential is taken or sent.
+   */
+  const obtain = <X>(
+    req: HttpClientRequest.HttpClientRequest,
+    handle: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<X, ApiClient.ApiClient.Error>,
+    atTransport: boolean,
+    foreign: boolean,
+    cost: number | undefined
+  ): Effect.Effect<X, ApiClient.ApiClient.Error> => {
+    type Attempt = Effect.Effect<X, ApiClient.ApiClient.Error>
+    type Handle = (response: HttpClientResponse.HttpClientResponse) => Attempt
+    type OnCredential = (credential: AuthProvider.Credential) => void
+    // A request to another origin (allowAbsoluteUrls) never carries the provider's credential.
+    const provider = foreign ? undefined : auth
+    const method = req.method
+    const url = shownUrl(req.url)
+    const limited = limiter !== undefined && limiter.appliesTo(req)
+    return withRetries()
+
+    /** Retry, outermost: with it, each attempt is a span of its own under the request's. */
+    function withRetries(): Attempt {
+      if (retry === undefined) return withReplay()
+      return retry.retry(Effect.withSpan(withReplay(), "sluice.attempt", { captureStackTrace: false }), { method, headers: req.headers })
+    }
+
+    /** The 401 rule (`unauthorized.ts`): a refused credential dropped, the attempt replayed once. */
+    function withReplay(): Attempt {
+      if (provider === undefined) return throughBreaker(noop)
+      // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
+      return Effect.mapError(
+        replayOnce(provider, throughBreaker, { is: isUnauthorized }),
+        (e) => isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
+      )
+    }
+
+    /** The circuit breaker, before the limiter: an open circuit takes no permit and sends nothing. */
+    function throughBreaker(onCredential: OnCredential): Attempt {
+      if (breaker === undefined) return withPermit(handle, onCredential)
+      return Effect.suspend(() => {
+        let status = 0
+        const observed: Handle = (response) => {
+          status = response.status
+          return handle(response)
+        }
+        return breaker.run(withPermit(observed, onCredential), (exit) => observeAttempt(exit, status))
+      })
+    }
+
+    /** The limiter's permit, one per attempt; what the answer teaches it (`outcome.ts`) reported back. */
+    function withPermit(handle: Handle, onCredential: OnCredential): Attempt {
+      if (!limited) return withCredential(handle, onCredential)
+      return Effect.suspend(() => {
+        // The answer's status and headers, for the limiter to learn from (429, RateLimit-*).
+        let status = 0
+        let headers: Readonly<Record<string, string>> = {}
+        const observed: Handle = (response) => {
+          status = response.status
+          headers = response.headers
+          return handle(response)
+        }
+        return limiter!.run(withCredential(observed, onCredential), (exit): RateLimiter.Outcome => {
+          // No answer (a transport failure, a timeout, an interruption) teaches nothing.
+          if (status === 0) return { _tag: "Neutral" }
+          // The 429's Retry-After as its error parsed it (on the Effect Clock).
+          const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          return outcomeOfStatus(status, headers, () =>
+            Option.isSome(error) && error.value._tag === "ServerSideRateLimitError" ? error.value.retryAfter : Option.none())
+        }, cost)
+      })
+    }
+
+    /** The credential, taken right before sending. */
+    function withCredential(handle: Handle, onCredential: OnCredential): Attempt {
+      if (provider === undefined) return exchange(req, handle)
+      return Effect.flatMap(provider.credential, (credential) => {
+        noteCredential(credential)
+        onCredential(credential)
+        return exchange(setEach(req, credential.headers), handle)
+      })
+    }
+
+    /** The transport, under the attempt's deadline; `handle` makes the answer a value or a typed error. */
+    function exchange(request: HttpClientRequest.HttpClientRequest, handle: Handle): Attempt {
+      return bounded((deadline) => Effect.flatMap(send(request, deadline), handle), atTransport, method, url)
+    }
+  }
+
+  /**
+   * `attempt` bounded by the attempt timeout: over a `DeadlineClient` (when
+   * `atTransport`) it gets the deadline to send with, and nothing is armed
+   * here; otherwise it is raced (`Effect.timeoutFail`).
+   */
+  const bounded = <A, E>(
+    attempt: (deadline: number | undefined) => Effect.Effect<A, E>,
+    atTransport: boolean,
+    method: string,
+    url: string
+  ): Effect.Effect<A, E | ApiClient.ApiClient.Error> => {
+    if (timeoutMillis === undefined) return attempt(undefined)
+    if (atTransport) return Effect.clockWith((clock) => attempt(clock.unsafeCurrentTimeMillis() + timeoutMillis))
+    return Effect.timeoutFail(attempt(undefined), { duration: timeout, onTimeout: () => totalTimeout(method, url, timeout) })
+  }
+
+  /** `deadline`: the attempt's, for a transport that enforces it (`TransportDeadline`). */
+  const send = (request: HttpClientRequest.HttpClientRequest, deadline: number | undefined) =>
+    Effect.mapError(
+      deadline === undefined
+        ? traced.execute(request)
+        : deadlineClient!.executeBefore(request, deadline),
+      (error) => fromHttpClientError(error, request.method, shownUrl(request.url), timeout)
+    )
 
   const withMethod = (method: HttpMethod) =>
   <A = unknown, I = unknown>(path: string, opts?: ApiClient.RequestOptions<A, I>) => request(method, path, opts)
