@@ -21,7 +21,9 @@
  *   optional `deadline` bounds all attempts together, limiter waits included.
  *
  * The backoff is a `Schedule` (exponential, jittered, capped) whose delay is
- * raised to the error's `Retry-After`.
+ * raised to the error's `Retry-After`. `ApiClient` applies the policy it
+ * finds in context; `withRetry` applies one to any `HttpClient` (after
+ * `TypedErrors.withTypedErrors`).
  *
  * @example
  * ```ts
