@@ -259,7 +259,10 @@ export const outcomeOfResponse: (status: number, headers: Readonly<Record<string
 
 /**
  * Applies a limiter to any `HttpClient`: every request it `appliesTo` takes
- * a permit before it is sent, and its response is reported.
+ * a permit before it is sent, and its answer is reported: the response, or
+ * the `ServerSideRateLimitError` / `HttpStatusError` a
+ * `TypedErrors.withTypedErrors` under it made of one (its status and
+ * `Retry-After`; quota headers are read from responses only).
  *
  * @since 0.1.0
  * @category utils

@@ -76,6 +76,23 @@ describe("TypedErrors.withTypedErrors on a plain HttpClient", () => {
     }))
 })
 
+describe("RateLimiter.limit around TypedErrors.withTypedErrors", () => {
+  it.scoped("a 429 that the inner combinator made an error still teaches the limiter: its Retry-After pauses the next request", () =>
+    Effect.gen(function*() {
+      const { http, server } = yield* plain({ routes: [{ path: "/api", script: [{ status: 429, retryAfter: 2 }], then: { json: "ok" } }] })
+      const limiter = yield* RateLimiter.makeAdaptive({ limit: 100, window: "1 second" }).pipe(Effect.provide(RateLimiterStore.layerMemory))
+      const client = http.pipe(TypedErrors.withTypedErrors(), RateLimiter.limit(limiter))
+      const refused = yield* Effect.flip(client.get(`${server.url}/api`))
+      expect(refused._tag).toBe("ServerSideRateLimitError")
+      const next = yield* Effect.fork(client.get(`${server.url}/api`))
+      yield* until(server, 2, "250 millis")
+      yield* Fiber.join(next)
+      const calls = (yield* server.log).filter((r) => r.path === "/api")
+      expect(calls.map((r) => r.status)).toEqual([429, 200])
+      expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(2000)
+    }))
+})
+
 describe("Retry.withRetry on a plain HttpClient", () => {
   it.scoped("a GET answered 503 twice is retried until its 200; a POST without an idempotency key is not", () =>
     Effect.gen(function*() {

@@ -1,4 +1,5 @@
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -6,6 +7,7 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import * as Clock from "effect/Clock"
+import { HttpStatusError, ServerSideRateLimitError } from "../ApiError.js"
 import type * as RL from "../RateLimiter.js"
 import { TokenAcquisitionTimeoutError } from "../RateLimiter.js"
 import { RateLimiterStore } from "../RateLimiterStore.js"
@@ -40,7 +42,17 @@ export const outcomeOfResponse = (
 export const classifyResponseExit = <E>(
   exit: Exit.Exit<HttpClientResponse.HttpClientResponse, E>,
   nowMillis: number
-): RL.Outcome => Exit.isSuccess(exit) ? outcomeOfResponse(exit.value.status, exit.value.headers, nowMillis) : { _tag: "Neutral" }
+): RL.Outcome => {
+  if (Exit.isSuccess(exit)) return outcomeOfResponse(exit.value.status, exit.value.headers, nowMillis)
+  // An answer a TypedErrors.withTypedErrors inside made a failure is still an answer (its headers
+  // are gone: no quota headers from it).
+  const error = Cause.failureOption(exit.cause)
+  if (Option.isNone(error)) return { _tag: "Neutral" }
+  const e = error.value
+  if (e instanceof ServerSideRateLimitError) return outcomeOfStatus(429, {}, () => e.retryAfter)
+  if (e instanceof HttpStatusError) return outcomeOfStatus(e.status, {}, () => e.retryAfter)
+  return { _tag: "Neutral" }
+}
 
 interface Acquirer {
   /** One permit (the fast path: built once). */
