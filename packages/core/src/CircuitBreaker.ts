@@ -173,7 +173,9 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker, never,
 
 /**
  * Applies a breaker to any `HttpClient`: an open circuit fails the request
- * with `CircuitOpenError` before it is sent; every answer is recorded.
+ * with `CircuitOpenError` before it is sent; every answer is recorded, a
+ * response or the `HttpStatusError` / `ServerSideRateLimitError` a
+ * `TypedErrors.withTypedErrors` under it made of one (by its status).
  *
  * @example
  * ```ts

@@ -7,7 +7,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import { AuthProvider, RateLimiter, RateLimiterStore, Retry, TypedErrors } from "../src/index.js"
+import { AuthProvider, CircuitBreaker, CircuitBreakerStore, RateLimiter, RateLimiterStore, Retry, TypedErrors } from "../src/index.js"
 import { until } from "./helpers.js"
 
 const SECRET = "tok-4f9a8c2e7b"
@@ -90,6 +90,28 @@ describe("RateLimiter.limit around TypedErrors.withTypedErrors", () => {
       const calls = (yield* server.log).filter((r) => r.path === "/api")
       expect(calls.map((r) => r.status)).toEqual([429, 200])
       expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(2000)
+    }))
+})
+
+describe("CircuitBreaker.withCircuitBreaker on a plain HttpClient", () => {
+  it.scoped("5xx answers open it, whether they arrive as responses or as TypedErrors' errors; a 404 does not count", () =>
+    Effect.gen(function*() {
+      const { http, server } = yield* plain({
+        routes: [{ path: "/down", then: { status: 503 } }, { path: "/missing", then: { status: 404 } }]
+      })
+      const breaker = CircuitBreaker.make({ consecutiveFailures: 3 }).pipe(Effect.provide(CircuitBreakerStore.layerMemory))
+      // over responses
+      const raw = CircuitBreaker.withCircuitBreaker(http, yield* breaker)
+      for (let i = 0; i < 3; i++) expect((yield* raw.get(`${server.url}/down`)).status).toBe(503)
+      expect((yield* Effect.flip(raw.get(`${server.url}/down`)))._tag).toBe("CircuitOpenError")
+      // over typed errors (the breaker outside TypedErrors.withTypedErrors), on a breaker of its own
+      const typed = http.pipe(TypedErrors.withTypedErrors(), CircuitBreaker.withCircuitBreaker(yield* breaker))
+      for (let i = 0; i < 4; i++) expect((yield* Effect.flip(typed.get(`${server.url}/missing`)))._tag).toBe("HttpStatusError")
+      for (let i = 0; i < 3; i++) expect((yield* Effect.flip(typed.get(`${server.url}/down`)))._tag).toBe("HttpStatusError")
+      expect((yield* Effect.flip(typed.get(`${server.url}/down`)))._tag).toBe("CircuitOpenError")
+      const stats = yield* server.stats
+      expect(stats.requests["/down"]).toBe(6)
+      expect(stats.requests["/missing"]).toBe(4)
     }))
 })
 

@@ -32,6 +32,7 @@ import * as Redirects from "../Redirects.js"
 import type * as Retry from "../Retry.js"
 import * as Sse from "../Sse.js"
 import * as TransportDeadline from "../TransportDeadline.js"
+import { observeFailure } from "./circuitBreakerService.js"
 import { fromHttpClientError, shownUrl, totalTimeout } from "./errors.js"
 import { setEach } from "./headers.js"
 import { outcomeOfStatus } from "./outcome.js"
@@ -58,15 +59,8 @@ export interface Services {
 }
 
 /** An attempt's outcome as the circuit breaker sees it: the answer's status, or what failed. */
-const observeAttempt = (exit: Exit.Exit<unknown, ApiClient.ApiClient.Error>, status: number): CircuitBreaker.Observation => {
-  if (Exit.isSuccess(exit)) return { _tag: "Response", status }
-  const error = Cause.failureOption(exit.cause)
-  if (Option.isNone(error)) return { _tag: "Failure", error: Cause.squash(exit.cause) }
-  const e = error.value
-  if (e._tag === "HttpStatusError") return { _tag: "Response", status: e.status }
-  if (e._tag === "ServerSideRateLimitError") return { _tag: "Response", status: 429 }
-  return { _tag: "Failure", error: e }
-}
+const observeAttempt = (exit: Exit.Exit<unknown, ApiClient.ApiClient.Error>, status: number): CircuitBreaker.Observation =>
+  Exit.isSuccess(exit) ? { _tag: "Response", status } : observeFailure(exit.cause)
 
 export const make = (
   options: ApiClient.Options,

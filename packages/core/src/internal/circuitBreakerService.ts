@@ -40,11 +40,25 @@ export const defaultClassify = (observation: CB.Observation): Outcome => {
   return "ignored"
 }
 
+/**
+ * What failed, as the breaker sees it: an answer made a typed error
+ * (`HttpStatusError`, `ServerSideRateLimitError`: by `ApiClient` or by a
+ * `TypedErrors.withTypedErrors`) is still the answer's status.
+ */
+export const observeFailure = <E>(cause: Cause.Cause<E>): CB.Observation => {
+  // By tag, as everywhere errors are judged (Retry.decide): a second copy of this package makes
+  // errors of other classes with the same tags.
+  const error = Cause.failureOption(cause)
+  if (Option.isNone(error)) return { _tag: "Failure", error: Cause.squash(cause) }
+  const e = error.value as { readonly _tag?: unknown; readonly status?: unknown }
+  if (e._tag === "HttpStatusError" && typeof e.status === "number") return { _tag: "Response", status: e.status }
+  if (e._tag === "ServerSideRateLimitError") return { _tag: "Response", status: 429 }
+  return { _tag: "Failure", error: error.value }
+}
+
 /** A plain client's exit: its status, or what failed. */
 export const observeResponse = <A extends { readonly status: number }, E>(exit: Exit.Exit<A, E>): CB.Observation =>
-  Exit.isSuccess(exit)
-    ? { _tag: "Response", status: exit.value.status }
-    : { _tag: "Failure", error: Option.getOrUndefined(Cause.failureOption(exit.cause)) ?? Cause.squash(exit.cause) }
+  Exit.isSuccess(exit) ? { _tag: "Response", status: exit.value.status } : observeFailure(exit.cause)
 
 const validate = (options: CB.Options) => {
   const whole = (n: number, name: string, min: number) => {

@@ -7,7 +7,6 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import * as Clock from "effect/Clock"
-import { HttpStatusError, ServerSideRateLimitError } from "../ApiError.js"
 import type * as RL from "../RateLimiter.js"
 import { TokenAcquisitionTimeoutError } from "../RateLimiter.js"
 import { RateLimiterStore } from "../RateLimiterStore.js"
@@ -48,9 +47,11 @@ export const classifyResponseExit = <E>(
   // are gone: no quota headers from it).
   const error = Cause.failureOption(exit.cause)
   if (Option.isNone(error)) return { _tag: "Neutral" }
-  const e = error.value
-  if (e instanceof ServerSideRateLimitError) return outcomeOfStatus(429, {}, () => e.retryAfter)
-  if (e instanceof HttpStatusError) return outcomeOfStatus(e.status, {}, () => e.retryAfter)
+  // By tag, as everywhere errors are judged (Retry.decide).
+  const e = error.value as { readonly _tag?: unknown; readonly status?: unknown; readonly retryAfter?: unknown }
+  const retryAfter = () => Option.isOption(e.retryAfter) ? e.retryAfter as Option.Option<Duration.Duration> : Option.none()
+  if (e._tag === "ServerSideRateLimitError") return outcomeOfStatus(429, {}, retryAfter)
+  if (e._tag === "HttpStatusError" && typeof e.status === "number") return outcomeOfStatus(e.status, {}, retryAfter)
   return { _tag: "Neutral" }
 }
 
