@@ -53,6 +53,7 @@ import type {
 import { fromHttpClientError, shownUrl } from "./internal/errors.js"
 import { makeResponseReader } from "./internal/responseReader.js"
 import { Scrubber } from "./internal/scrub.js"
+import * as Redirects from "./Redirects.js"
 
 /**
  * @since 0.4.0
@@ -71,7 +72,8 @@ export interface Options {
  */
 export type Error = HttpStatusError | ServerSideRateLimitError | TransportError | RequestTimeoutError | RequestEncodeError
 
-const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization", "x-api-key"]
+// The headers ApiClient masks by name too: the ones Redirects drops across origins, and the default API key header.
+const CREDENTIAL_HEADERS = [...Redirects.CREDENTIAL_HEADERS, "x-api-key"]
 
 /**
  * @since 0.4.0
