@@ -153,6 +153,42 @@ describe("adaptive: the defects of the first limiter", () => {
       expect(after).toBeLessThan(before)
     }))
 
+  it.effect("a window accepts its whole count at any rate: a 429 within a second of the last pause is judged by that count over the Retry-After", () =>
+    Effect.gen(function*() {
+      const { limiter, store } = yield* build()
+      const rate = () => Effect.map(store.adaptiveState("sluice", params), (st) => st.rate)
+      // a window of 20 per second met at 200/s, twice: 20 accepted in 100 ms, then a 429 saying 1 s
+      for (let round = 0; round < 2; round++) {
+        // whole milliseconds over the limiter's spacing, so no acquisition waits on the TestClock
+        const spacing = Math.ceil(1_010 / (yield* rate()))
+        for (let i = 0; i < 20; i++) {
+          const p = yield* limiter.acquire
+          yield* TestClock.adjust(Duration.millis(spacing))
+          yield* limiter.report(p, { _tag: "Success", headers: {} })
+        }
+        const p = yield* limiter.acquire
+        yield* limiter.report(p, rateLimited(1))
+        yield* TestClock.adjust("1 second")
+      }
+      // 20 per 1 s wait says 20/s: the rate halves at each (200 → 100 → 50, less the margin), where
+      // the penalty alone took it only to 140 and 98
+      const afterWindows = yield* rate()
+      expect(afterWindows).toBeLessThan(50)
+      expect(afterWindows).toBeGreaterThan(40)
+      // a 429 after too few successes to be a window's count (a bucket of burst 1, its refill far
+      // shorter than the 1 s wait): the penalty, not 3 per second
+      for (let i = 0; i < 3; i++) {
+        const p = yield* limiter.acquire
+        yield* TestClock.adjust("25 millis")
+        yield* limiter.report(p, { _tag: "Success", headers: {} })
+      }
+      const p = yield* limiter.acquire
+      yield* limiter.report(p, rateLimited(1))
+      const afterBucket = yield* rate()
+      expect(afterBucket).toBeGreaterThan(afterWindows * 0.6)
+      expect(afterBucket).toBeLessThan(afterWindows * 0.7)
+    }))
+
   it.effect("a decrease drops the old queue's slots: its waiters go right after the pause, at the new rate", () =>
     Effect.gen(function*() {
       const { limiter } = yield* build()
@@ -213,18 +249,21 @@ describe("adaptive: simulated servers (TestClock)", () => {
     readonly idle?: { readonly from: number; readonly to: number }
   }> = [
     { name: "token bucket, burst one second", shape: () => tokenBucket(() => 20, (r) => r), seconds: 40, from: 5, goodput: 0.93, share429: 0.05 },
-    { name: "token bucket, burst 5", shape: () => tokenBucket(() => 20, () => 5), seconds: 40, from: 5, goodput: 0.85, share429: 0.05 },
-    { name: "token bucket, burst 1", shape: () => tokenBucket(() => 20, () => 1), seconds: 40, from: 5, goodput: 0.72, share429: 0.05 },
-    { name: "fixed window 1 s (express)", shape: () => fixedWindow(20, 1000), seconds: 40, from: 5, goodput: 0.78, share429: 0.05 },
+    { name: "token bucket, burst 5", shape: () => tokenBucket(() => 20, () => 5), seconds: 40, from: 5, goodput: 0.86, share429: 0.05 },
+    { name: "token bucket, burst 1", shape: () => tokenBucket(() => 20, () => 1), seconds: 40, from: 5, goodput: 0.8, share429: 0.05 },
+    { name: "fixed window 1 s (express)", shape: () => fixedWindow(20, 1000), seconds: 40, from: 5, goodput: 0.84, share429: 0.05 },
     { name: "fixed window 10 s (express)", shape: () => fixedWindow(200, 10_000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
     { name: "fixed window 1 s with draft-7 headers", shape: () => fixedWindow(20, 1000, { headers: true }), seconds: 40, from: 5, goodput: 0.93, share429: 0.01 },
-    { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
+    { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.86, share429: 0.05 },
     // The same shapes at another capacity: a limiter tuned to 20/s shows it here (the time it was
     // paused counted as time nothing was accepted: 81 % and 77 %).
-    { name: "fixed window 1 s (express) at 30/s", shape: () => fixedWindow(30, 1000), seconds: 40, from: 5, goodput: 0.85, share429: 0.05 },
-    { name: "sliding window 1 s at 30/s", shape: () => slidingWindow(30, 1000), seconds: 40, from: 5, goodput: 0.85, share429: 0.05 },
+    { name: "fixed window 1 s (express) at 30/s", shape: () => fixedWindow(30, 1000), seconds: 40, from: 5, goodput: 0.88, share429: 0.05 },
+    { name: "sliding window 1 s at 30/s", shape: () => slidingWindow(30, 1000), seconds: 40, from: 5, goodput: 0.87, share429: 0.05 },
     { name: "bare 429 (no Retry-After)", shape: () => tokenBucket(() => 20, (r) => r, "none"), seconds: 40, from: 5, goodput: 0.93, share429: 0.05 },
-    { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.95, share429: 0.1 },
+    // 95 % before a window's count was read at a 429 soon after a pause: a one-second bucket banks a
+    // whole burst in the 1 s wait, so that count is a little high and the way down takes a 429 more
+    // (over HTTP, BENCHMARKS.md's cell: 96 %, target 85 %).
+    { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.93, share429: 0.1 },
     { name: "step up 10 → 40 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 10 : 40), (r) => r), seconds: 45, from: 23, goodput: 0.95, share429: 0.05 },
     { name: "idle 25 s, then full demand", shape: () => tokenBucket(() => 20, (r) => r), seconds: 50, from: 35, goodput: 0.9, share429: 0.05, idle: { from: 5, to: 30 } }
   ]

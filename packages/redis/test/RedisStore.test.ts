@@ -189,6 +189,10 @@ describe("RedisStore", () => {
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 300 }, PARAMS) // measured
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 1, retryAfterMillis: 500 }, PARAMS) // stale: pause only
           yield* note
+          // a window's count soon after the pause: 12 accepted, then a 429 saying 1 s: 12/s, at most a halving
+          for (let i = 0; i < 12; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 2, retryAfterMillis: 1_000 }, PARAMS)
+          yield* note
           yield* store.feedback("p", { _tag: "Success", quota: { remaining: 10, resetMillis: 2_000, ceilingPerSecond: 50 } }, PARAMS)
           yield* note
           return seen
@@ -199,9 +203,11 @@ describe("RedisStore", () => {
         expect(a[i]!.rate).toBeCloseTo(b[i]!.rate, -0.5)
         expect(Math.abs(a[i]!.paused - b[i]!.paused)).toBeLessThan(60)
       }
-      expect(a.map((x) => x.epoch)).toEqual([1, 2, 2])
+      expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 3])
+      // the window's count halved the rate (the penalty would have cut it by 30 %)
+      expect(a[2]!.rate).toBeLessThan(a[1]!.rate * 0.55)
       // the header pace: 10 left over 2 s, the last a spacing before the reset: 11 / 2 s
-      expect(a[2]!.rate).toBeCloseTo(5.5, 0)
+      expect(a[3]!.rate).toBeCloseTo(5.5, 0)
     })))
 
   it.live("weighted reservations: the Lua reserves and gives back a request's cost as the memory store does", () =>

@@ -12,11 +12,16 @@
  *   capacity (low when we sent below it for most of the span); the
  *   rate that met the 429 is an upper bound (high when a burst hid the
  *   overshoot for a while). Their geometric mean is the estimate, at most a
- *   halving; a span under a second says nothing, and then the rate drops by
- *   `penalty`. Whatever the server's algorithm (token bucket of any burst,
- *   fixed or sliding window), no assumption about its burst is made. An
- *   estimate near the last one (the same capacity, seen again) is averaged
- *   with it; one far from it (a step) is taken as it is.
+ *   halving. A span under a second says nothing of a rate (a window accepts
+ *   its whole count at any rate); when it held at least `WINDOW_COUNT_MIN`
+ *   successes and ended in a `Retry-After`, the count over the longer of the
+ *   span and the wait is the estimate, at least `margin` down and at most
+ *   `penalty` down (a halving when the count is under a third of the rate);
+ *   otherwise the rate drops by `penalty`. Whatever the server's
+ *   algorithm (token bucket of any burst, fixed or sliding window), no
+ *   assumption about its burst is made. A probe's estimate near the last one
+ *   (the same capacity, seen again) moves it a quarter of the way; one far
+ *   from it (a step) is taken as it is.
  * - **Hold, then probe rarely.** After a decrease the rate is
  *   `(1 − margin)` × the estimate and rises along a cubic (fast at first,
  *   flat near it) over `k` to the hold, `HOLD` (97 %) of the estimate: a
@@ -25,7 +30,7 @@
  *   probe above, along a convex cubic (+1.6 % after 1 s, double after
  *   `PROBE_CUBIC_MILLIS`): gentle where the capacity was, fast when it has
  *   grown. A probe's 429 that finds the same capacity again (within 15 %)
- *   is averaged with it and makes `k` four times longer (3, 12, 20 s); a
+ *   moves it a quarter of the way and makes `k` four times longer (3, 12, 20 s); a
  *   429 below the probe (at the hold or on the way to it) says the estimate
  *   was too high: the new one is taken as it is, and `k` stays if the
  *   capacity is the same; a new capacity resets `k` to 3 s, so a step up or
@@ -120,6 +125,8 @@ export const SAME_CAPACITY_PERMILLE = 150
 export const MEMORY_MILLIS = 10_000
 /** A shorter span says nothing about the accepted rate. */
 export const MIN_MEASURE_MILLIS = 1_000
+/** A short span's count, over the `Retry-After` that ends it, is taken as a window's from this many successes. */
+export const WINDOW_COUNT_MIN = 10
 /** The most a server's rounding (to the second, or the epoch second) adds to an announced reset. */
 export const RESET_ROUNDING_MILLIS = 1_000
 /** A pace never spreads over less than this: the reset may be the next moment. */
@@ -282,14 +289,31 @@ export const onRateLimited = (
   // of the span) and the rate that met the 429 (high when a burst hid the overshoot for a while):
   // take their geometric mean, at most a halving.
   const measured = (s.okCount * 1000) / span
-  const estimate = span >= MIN_MEASURE_MILLIS
-    ? Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
-    : current * (1 - p.penalty)
+  let estimate: number
+  if (span >= MIN_MEASURE_MILLIS) {
+    estimate = Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
+  } else if (retryAfterMillis !== undefined && s.okCount >= WINDOW_COUNT_MIN) {
+    // Soon after the last pause, a window (fixed or sliding) accepts its whole count at any rate, so
+    // the rate over the span says nothing; what does is the count it accepted between two pauses
+    // and how long it said to wait: about that count over the longer of the span and the wait. A
+    // bucket whose small burst refills well within a wait rounded up to the second shows too low a
+    // count, so the count never cuts deeper than the penalty, except when it is under a third of
+    // the rate (a window met far above its rate: start-up at `limit`), where the rate halves.
+    // Without it, a rate ten times the capacity took seven penalties, one per wait, to come down,
+    // and a 429 a hair under a second after the last one cut a right estimate by the penalty.
+    const perWait = (s.okCount * 1000) / Math.max(span, Math.min(retryAfterMillis, p.maxPauseMillis))
+    const deepest = perWait * 3 < current ? current / 2 : current * (1 - p.penalty)
+    estimate = Math.min(current * (1 - p.margin), Math.max(deepest, perWait))
+  } else {
+    estimate = current * (1 - p.penalty)
+  }
   // A probe's 429 (above a hold that held) errs either way: near the last estimate (the same
-  // capacity, seen again) the two are averaged, far from it (a step) the new one is taken as it
-  // is. A 429 at or below the hold says the last estimate was too high: the new one is taken.
+  // capacity, seen again) the estimate moves a quarter of the way to the new one (halfway, the
+  // probe's overshoot lifted it past the capacity, and a correction 429 followed each probe), far
+  // from it (a step) the new one is taken as it is. A 429 at or below the hold says the last
+  // estimate was too high: the new one is taken.
   const probing = s.grown > s.k
-  const accepted = probing && Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + s.wmax) / 2 : estimate
+  const accepted = probing && Math.abs(estimate - s.wmax) <= 0.5 * s.wmax ? (estimate + 3 * s.wmax) / 4 : estimate
   const next = Math.max(p.floorRate, accepted)
   // The same capacity again: a probe that found it waits longer before the next one, and a 429 at
   // the hold (the estimate a little high) keeps the wait; another capacity probes again soon.

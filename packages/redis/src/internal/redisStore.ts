@@ -216,12 +216,17 @@ else
     if span >= ${Adaptive.MIN_MEASURE_MILLIS} then
       local measured = ok * 1000 / span
       estimate = math.min(current, math.max(current / 2, math.sqrt(math.min(measured, current) * current)))
+    elseif ra >= 0 and ok >= ${Adaptive.WINDOW_COUNT_MIN} then
+      local perWait = ok * 1000 / math.max(span, math.min(ra, maxPause))
+      local deepest = current * (1 - penalty)
+      if perWait * 3 < current then deepest = current / 2 end
+      estimate = math.min(current * (1 - margin), math.max(deepest, perWait))
     else
       estimate = current * (1 - penalty)
     end
     local probing = grown > k
     local accepted = estimate
-    if probing and math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + wmax) / 2 end
+    if probing and math.abs(estimate - wmax) <= 0.5 * wmax then accepted = (estimate + 3 * wmax) / 4 end
     local nextRate = math.max(floorRate, accepted)
     if math.abs(nextRate - wmax) * 1000 > ${Adaptive.SAME_CAPACITY_PERMILLE} * wmax then
       k = ${Adaptive.PROBE_MIN_MILLIS}
