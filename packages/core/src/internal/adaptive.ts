@@ -288,9 +288,9 @@ export const onRateLimited = (
   // The capacity lies between what was accepted over the span (low when we sent below it for most
   // of the span) and the rate that met the 429 (high when a burst hid the overshoot for a while):
   // take their geometric mean, at most a halving.
-  const measured = (s.okCount * 1000) / span
   let estimate: number
   if (span >= MIN_MEASURE_MILLIS) {
+    const measured = (s.okCount * 1000) / span
     estimate = Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
   } else if (retryAfterMillis !== undefined && s.okCount >= WINDOW_COUNT_MIN) {
     // Soon after the last pause, a window (fixed or sliding) accepts its whole count at any rate, so
