@@ -157,8 +157,10 @@ describe("adaptive: the defects of the first limiter", () => {
     Effect.gen(function*() {
       const { limiter, store } = yield* build()
       const rate = () => Effect.map(store.adaptiveState("sluice", params), (st) => st.rate)
-      // a window of 20 per second met at 200/s, twice: 20 accepted in 100 ms, then a 429 saying 1 s
-      for (let round = 0; round < 2; round++) {
+      // a window of 20 per second met at the limiter's rate, three times: 20 accepted in under a
+      // second, then a 429 saying 1 s
+      const seen: Array<number> = []
+      for (let round = 0; round < 3; round++) {
         // whole milliseconds over the limiter's spacing, so no acquisition waits on the TestClock
         const spacing = Math.ceil(1_010 / (yield* rate()))
         for (let i = 0; i < 20; i++) {
@@ -169,24 +171,63 @@ describe("adaptive: the defects of the first limiter", () => {
         const p = yield* limiter.acquire
         yield* limiter.report(p, rateLimited(1))
         yield* TestClock.adjust("1 second")
+        seen.push(yield* rate())
       }
-      // 20 per 1 s wait says 20/s: the rate halves at each (200 → 100 → 50, less the margin), where
-      // the penalty alone took it only to 140 and 98
-      const afterWindows = yield* rate()
-      expect(afterWindows).toBeLessThan(50)
-      expect(afterWindows).toBeGreaterThan(40)
+      // 20 per 1 s wait at 200/s: the rate halves (the penalty alone took it to 140), since a bucket
+      // of small burst shows a count as small
+      expect(seen[0]!).toBeLessThan(100)
+      expect(seen[0]!).toBeGreaterThan(90)
+      // the same count again is a window's: the count over the wait, cut by at most a quarter at
+      // once (the halving went on to 47.5, and start-up took five 429s)
+      expect(seen[1]!).toBeLessThan(25)
+      expect(seen[1]!).toBeGreaterThan(20)
+      // and then the count itself, less the margin
+      expect(seen[2]!).toBeCloseTo(19, 0)
+      // a count seen twice is a sure estimate: the next probe waits as after a probe that found the
+      // same capacity (12 s, not 3), so ten callers queued for 10 s keep the rate at the hold
+      const callers = yield* Effect.fork(Effect.all(Array.from({ length: 10 }, () => Effect.forever(limiter.acquire)), { concurrency: "unbounded" }))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.interrupt(callers)
+      const held = yield* rate()
+      expect(held).toBeGreaterThan(19.3)
+      expect(held).toBeLessThan(19.5)
       // a 429 after too few successes to be a window's count (a bucket of burst 1, its refill far
       // shorter than the 1 s wait): the penalty, not 3 per second
+      yield* TestClock.adjust("1 minute")
       for (let i = 0; i < 3; i++) {
         const p = yield* limiter.acquire
-        yield* TestClock.adjust("25 millis")
+        yield* TestClock.adjust("60 millis")
         yield* limiter.report(p, { _tag: "Success", headers: {} })
       }
       const p = yield* limiter.acquire
       yield* limiter.report(p, rateLimited(1))
       const afterBucket = yield* rate()
-      expect(afterBucket).toBeGreaterThan(afterWindows * 0.6)
-      expect(afterBucket).toBeLessThan(afterWindows * 0.7)
+      expect(afterBucket).toBeGreaterThan(held * 0.6)
+      expect(afterBucket).toBeLessThan(held * 0.7)
+    }))
+
+  it.effect("a second with nobody asking restarts the count: a 429 after an idle spell measures only the demand since", () =>
+    Effect.gen(function*() {
+      const { limiter, store } = yield* build({ limit: 40 })
+      const rate = () => Effect.map(store.adaptiveState("sluice", { ...params, maxRate: 40 }), (st) => st.rate)
+      const succeed = (n: number, spacing: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < n; i++) {
+            const p = yield* limiter.acquire
+            yield* TestClock.adjust(Duration.millis(spacing))
+            yield* limiter.report(p, { _tag: "Success", headers: {} })
+          }
+        })
+      yield* succeed(10, 100)
+      yield* TestClock.adjust("20 seconds")
+      // demand again: 20/s accepted for 2 s, then a bare 429 at 40/s
+      yield* succeed(40, 50)
+      const p = yield* limiter.acquire
+      yield* limiter.report(p, rateLimited())
+      // the estimate is the geometric mean of 20 and 40 (28.3, less the margin: 26.9); counted over
+      // the idle spell too, the rate accepted read about 4/s and the rate halved to 20
+      expect(yield* rate()).toBeGreaterThan(26)
+      expect(yield* rate()).toBeLessThan(28)
     }))
 
   it.effect("a decrease drops the old queue's slots: its waiters go right after the pause, at the new rate", () =>
@@ -251,21 +292,21 @@ describe("adaptive: simulated servers (TestClock)", () => {
     { name: "token bucket, burst one second", shape: () => tokenBucket(() => 20, (r) => r), seconds: 40, from: 5, goodput: 0.93, share429: 0.05 },
     { name: "token bucket, burst 5", shape: () => tokenBucket(() => 20, () => 5), seconds: 40, from: 5, goodput: 0.86, share429: 0.05 },
     { name: "token bucket, burst 1", shape: () => tokenBucket(() => 20, () => 1), seconds: 40, from: 5, goodput: 0.8, share429: 0.05 },
-    { name: "fixed window 1 s (express)", shape: () => fixedWindow(20, 1000), seconds: 40, from: 5, goodput: 0.84, share429: 0.05 },
+    { name: "fixed window 1 s (express)", shape: () => fixedWindow(20, 1000), seconds: 40, from: 5, goodput: 0.9, share429: 0.05 },
     { name: "fixed window 10 s (express)", shape: () => fixedWindow(200, 10_000), seconds: 40, from: 5, goodput: 0.83, share429: 0.05 },
     { name: "fixed window 1 s with draft-7 headers", shape: () => fixedWindow(20, 1000, { headers: true }), seconds: 40, from: 5, goodput: 0.93, share429: 0.01 },
-    { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.86, share429: 0.05 },
+    { name: "sliding window 1 s", shape: () => slidingWindow(20, 1000), seconds: 40, from: 5, goodput: 0.92, share429: 0.05 },
     // The same shapes at another capacity: a limiter tuned to 20/s shows it here (the time it was
     // paused counted as time nothing was accepted: 81 % and 77 %).
-    { name: "fixed window 1 s (express) at 30/s", shape: () => fixedWindow(30, 1000), seconds: 40, from: 5, goodput: 0.88, share429: 0.05 },
-    { name: "sliding window 1 s at 30/s", shape: () => slidingWindow(30, 1000), seconds: 40, from: 5, goodput: 0.87, share429: 0.05 },
+    { name: "fixed window 1 s (express) at 30/s", shape: () => fixedWindow(30, 1000), seconds: 40, from: 5, goodput: 0.91, share429: 0.05 },
+    { name: "sliding window 1 s at 30/s", shape: () => slidingWindow(30, 1000), seconds: 40, from: 5, goodput: 0.9, share429: 0.05 },
     { name: "bare 429 (no Retry-After)", shape: () => tokenBucket(() => 20, (r) => r, "none"), seconds: 40, from: 5, goodput: 0.93, share429: 0.05 },
-    // 95 % before a window's count was read at a 429 soon after a pause: a one-second bucket banks a
-    // whole burst in the 1 s wait, so that count is a little high and the way down takes a 429 more
-    // (over HTTP, BENCHMARKS.md's cell: 96 %, target 85 %).
-    { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.93, share429: 0.1 },
+    // A one-second bucket banks a whole burst in the 1 s wait, so a window's count read soon after a
+    // pause is a little high on the way down (93.5 % on the first window-count rule, 98 % now; over
+    // HTTP, BENCHMARKS.md's cell: 98 %, target 85 %).
+    { name: "step down 100 → 10 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 100 : 10), (r) => r), seconds: 45, from: 19, goodput: 0.96, share429: 0.1 },
     { name: "step up 10 → 40 at 15 s", shape: () => tokenBucket((t) => (t < 15_000 ? 10 : 40), (r) => r), seconds: 45, from: 23, goodput: 0.95, share429: 0.05 },
-    { name: "idle 25 s, then full demand", shape: () => tokenBucket(() => 20, (r) => r), seconds: 50, from: 35, goodput: 0.9, share429: 0.05, idle: { from: 5, to: 30 } }
+    { name: "idle 25 s, then full demand", shape: () => tokenBucket(() => 20, (r) => r), seconds: 50, from: 35, goodput: 0.95, share429: 0.05, idle: { from: 5, to: 30 } }
   ]
   for (const c of cells) {
     it.effect(c.name, () =>

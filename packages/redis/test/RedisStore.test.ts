@@ -193,6 +193,17 @@ describe("RedisStore", () => {
           for (let i = 0; i < 12; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
           yield* store.feedback("p", { _tag: "RateLimited", epoch: 2, retryAfterMillis: 1_000 }, PARAMS)
           yield* note
+          // the same count again is a window's: 12/s (or a quarter of the rate, were that more)
+          for (let i = 0; i < 12; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 3, retryAfterMillis: 1_000 }, PARAMS)
+          yield* note
+          // a second and more with nobody reserving restarts the count: 15 accepted before it, then
+          // a 429 after the next reservation is unmeasured (the penalty), not 15 over the span
+          for (let i = 0; i < 15; i++) yield* store.feedback("p", { _tag: "Success" }, PARAMS)
+          yield* Effect.sleep("2200 millis")
+          yield* store.reserve("p", { intervalMillis: undefined, burst: 1, maxWaitMillis: Infinity, adaptive: PARAMS })
+          yield* store.feedback("p", { _tag: "RateLimited", epoch: 4 }, PARAMS)
+          yield* note
           yield* store.feedback("p", { _tag: "Success", quota: { remaining: 10, resetMillis: 2_000, ceilingPerSecond: 50 } }, PARAMS)
           yield* note
           return seen
@@ -203,11 +214,16 @@ describe("RedisStore", () => {
         expect(a[i]!.rate).toBeCloseTo(b[i]!.rate, -0.5)
         expect(Math.abs(a[i]!.paused - b[i]!.paused)).toBeLessThan(60)
       }
-      expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 3])
+      expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 4, 5, 5])
       // the window's count halved the rate (the penalty would have cut it by 30 %)
       expect(a[2]!.rate).toBeLessThan(a[1]!.rate * 0.55)
+      // the same count again: 12/s less the margin (the penalty took it to 17)
+      expect(a[3]!.rate).toBeCloseTo(11.4, 0)
+      // after the idle spell: the penalty (counted over the 1.2 s sent in, it stayed at 11)
+      expect(a[4]!.rate).toBeGreaterThan(a[3]!.rate * 0.6)
+      expect(a[4]!.rate).toBeLessThan(a[3]!.rate * 0.72)
       // the header pace: 10 left over 2 s, the last a spacing before the reset: 11 / 2 s
-      expect(a[3]!.rate).toBeCloseTo(5.5, 0)
+      expect(a[5]!.rate).toBeCloseTo(5.5, 0)
     })))
 
   it.live("weighted reservations: the Lua reserves and gives back a request's cost as the memory store does", () =>

@@ -16,8 +16,11 @@
  *   its whole count at any rate); when it held at least `WINDOW_COUNT_MIN`
  *   successes and ended in a `Retry-After`, the count over the longer of the
  *   span and the wait is the estimate, at least `margin` down and at most
- *   `penalty` down (a halving when the count is under a third of the rate);
- *   otherwise the rate drops by `penalty`. Whatever the server's
+ *   `penalty` down (a halving when the count is under a third of the rate;
+ *   when the count is the last one's again, a window's, as deep as the count
+ *   says but at most to a quarter, and the next probe waits 12 s);
+ *   otherwise the rate drops by `penalty`. A second and more with nobody
+ *   reserving restarts the count: idle time is not a low rate accepted. Whatever the server's
  *   algorithm (token bucket of any burst, fixed or sliding window), no
  *   assumption about its burst is made. A probe's estimate near the last one
  *   (the same capacity, seen again) moves it a quarter of the way; one far
@@ -94,6 +97,8 @@ export interface State {
   qFirst: number
   /** The next window's pace: `limit` over `qWin`, per second; 0 while unknown. */
   qNext: number
+  /** The count a window accepted at the last decrease, when it was judged by one; 0 otherwise. */
+  wCount: number
 }
 
 export interface Params {
@@ -152,7 +157,8 @@ export const initial = (now: number, params: Params): State => ({
   qStart: 0,
   qWin: 0,
   qFirst: 0,
-  qNext: 0
+  qNext: 0,
+  wCount: 0
 })
 
 /** The rate (per second) a reservation made now uses. */
@@ -185,6 +191,13 @@ export const pausedBy = (s: State, now: number): number => s.shift - Math.max(0,
 /** Time on the curve passes only while callers queue (the slot is in the future) and nothing pauses. */
 export const noteReservation = (s: State, now: number, waited: boolean): void => {
   if (waited && now >= s.pausedUntil) s.grown += Math.max(0, Math.min(1_000, now - s.lastAt))
+  // A second and more with nobody asking (idle, not paused): what was accepted before it says nothing
+  // of the rate now, and counted over the idle time it reads as a capacity far too low.
+  if (now - s.lastAt >= MIN_MEASURE_MILLIS && now >= s.pausedUntil) {
+    s.okCount = 0
+    s.okSince = now
+    s.okPaused = pausedBy(s, now)
+  }
   s.lastAt = now
 }
 
@@ -289,6 +302,9 @@ export const onRateLimited = (
   // of the span) and the rate that met the 429 (high when a burst hid the overshoot for a while):
   // take their geometric mean, at most a halving.
   let estimate: number
+  let windowCount = 0
+  let again = false
+  let sure = false
   if (span >= MIN_MEASURE_MILLIS) {
     const measured = (s.okCount * 1000) / span
     estimate = Math.min(current, Math.max(current / 2, Math.sqrt(Math.min(measured, current) * current)))
@@ -301,9 +317,16 @@ export const onRateLimited = (
     // the rate (a window met far above its rate: start-up at `limit`), where the rate halves.
     // Without it, a rate ten times the capacity took seven penalties, one per wait, to come down,
     // and a 429 a hair under a second after the last one cut a right estimate by the penalty.
+    // The same count twice in a row (within 15 %) is a window's, not a small burst's: a bucket's
+    // count grows as the rate halves, unless the rate is ten times its refill, and then the count is
+    // still above it. That count is taken as it is: start-up from `limit` ends at the second 429
+    // (it took five, to about 6.5 s, and those after 5 s cost a whole second each).
     const perWait = (s.okCount * 1000) / Math.max(span, Math.min(retryAfterMillis, p.maxPauseMillis))
-    const deepest = perWait * 3 < current ? current / 2 : current * (1 - p.penalty)
+    again = s.wCount > 0 && Math.abs(s.okCount - s.wCount) * 1000 <= SAME_CAPACITY_PERMILLE * s.wCount
+    const deepest = again ? current / 4 : perWait * 3 < current ? current / 2 : current * (1 - p.penalty)
+    windowCount = s.okCount
     estimate = Math.min(current * (1 - p.margin), Math.max(deepest, perWait))
+    sure = again && perWait >= deepest
   } else {
     estimate = current * (1 - p.penalty)
   }
@@ -319,6 +342,9 @@ export const onRateLimited = (
   // the hold (the estimate a little high) keeps the wait; another capacity probes again soon.
   const same = Math.abs(next - s.wmax) * 1000 <= SAME_CAPACITY_PERMILLE * s.wmax
   s.k = !same ? PROBE_MIN_MILLIS : probing ? Math.min(PROBE_MAX_MILLIS, s.k * PROBE_BACKOFF) : s.k
+  // A window's count seen twice is as sure an estimate as a probe that found the same capacity.
+  if (sure) s.k = Math.max(s.k, PROBE_MIN_MILLIS * PROBE_BACKOFF)
+  s.wCount = windowCount
   s.wmax = next
   s.r0 = Math.max(p.floorRate, next * (1 - p.margin))
   s.grown = 0

@@ -27,7 +27,7 @@ local floorRate = num(ARGV[2], 1)
 local margin = num(ARGV[3], 0)
 local penalty = num(ARGV[4], 0)
 local maxPause = num(ARGV[5], 0)
-local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn", "okp")
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn", "okp", "wc")
 local tat = num(h[1], 0) / 1000
 local paused = num(h[2], 0)
 local shift = num(h[3], 0)
@@ -50,6 +50,7 @@ local qn = num(h[19], 0) / 1000
 local function pausedBy() return shift - math.max(0, paused - now) end
 -- absent (a key written before it existed): nothing of the span counts as paused
 local okp = num(h[20], pausedBy())
+local wc = num(h[21], 0) / 1000
 
 local function rateAt()
   local r
@@ -134,7 +135,7 @@ const WRITE = `
 redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
   "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
   "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw),
-  "qf", int(qf), "qn", int(qn * 1000), "okp", int(okp))
+  "qf", int(qf), "qn", int(qn * 1000), "okp", int(okp), "wc", int(wc * 1000))
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
@@ -153,6 +154,11 @@ end
 tat = math.max(tat, now, paused) + weight * interval
 if adaptive then
   if wait > 0 and now >= paused then grown = grown + math.max(0, math.min(1000, now - last)) end
+  if now - last >= ${Adaptive.MIN_MEASURE_MILLIS} and now >= paused then
+    ok = 0
+    oks = now
+    okp = pausedBy()
+  end
   last = now
 end
 ${WRITE}
@@ -213,14 +219,19 @@ else
     local current = rateAt()
     local span = now - oks - math.max(0, pausedBy() - okp)
     local estimate
+    local windowCount = 0
+    local sure = false
     if span >= ${Adaptive.MIN_MEASURE_MILLIS} then
       local measured = ok * 1000 / span
       estimate = math.min(current, math.max(current / 2, math.sqrt(math.min(measured, current) * current)))
     elseif ra >= 0 and ok >= ${Adaptive.WINDOW_COUNT_MIN} then
       local perWait = ok * 1000 / math.max(span, math.min(ra, maxPause))
+      local again = wc > 0 and math.abs(ok - wc) * 1000 <= ${Adaptive.SAME_CAPACITY_PERMILLE} * wc
       local deepest = current * (1 - penalty)
-      if perWait * 3 < current then deepest = current / 2 end
+      if again then deepest = current / 4 elseif perWait * 3 < current then deepest = current / 2 end
+      windowCount = ok
       estimate = math.min(current * (1 - margin), math.max(deepest, perWait))
+      sure = again and perWait >= deepest
     else
       estimate = current * (1 - penalty)
     end
@@ -233,6 +244,8 @@ else
     elseif probing then
       k = math.min(${Adaptive.PROBE_MAX_MILLIS}, k * ${Adaptive.PROBE_BACKOFF})
     end
+    if sure then k = math.max(k, ${Adaptive.PROBE_MIN_MILLIS * Adaptive.PROBE_BACKOFF}) end
+    wc = windowCount
     wmax = nextRate
     r0 = math.max(floorRate, nextRate * (1 - margin))
     grown = 0
