@@ -206,6 +206,11 @@ describe("RedisStore", () => {
           yield* note
           yield* store.feedback("p", { _tag: "Success", quota: { remaining: 10, resetMillis: 2_000, ceilingPerSecond: 50 } }, PARAMS)
           yield* note
+          // an answer to a request sent 500 ms ago: what is left is spread from when it was sent
+          // (those sent since are in flight, not in `remaining`): 11 over 2.5 s
+          const sentAt = (yield* store.now) - 500
+          yield* store.feedback("p", { _tag: "Success", sentAt, quota: { remaining: 10, resetMillis: 2_000 } }, PARAMS)
+          yield* note
           return seen
         })
       const [a, b] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
@@ -214,7 +219,7 @@ describe("RedisStore", () => {
         expect(a[i]!.rate).toBeCloseTo(b[i]!.rate, -0.5)
         expect(Math.abs(a[i]!.paused - b[i]!.paused)).toBeLessThan(60)
       }
-      expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 4, 5, 5])
+      expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 4, 5, 5, 5])
       // the window's count halved the rate (the penalty would have cut it by 30 %)
       expect(a[2]!.rate).toBeLessThan(a[1]!.rate * 0.55)
       // the same count again: 12/s less the margin (the penalty took it to 17)
@@ -224,6 +229,7 @@ describe("RedisStore", () => {
       expect(a[4]!.rate).toBeLessThan(a[3]!.rate * 0.72)
       // the header pace: 10 left over 2 s, the last a spacing before the reset: 11 / 2 s
       expect(a[5]!.rate).toBeCloseTo(5.5, 0)
+      expect(a[6]!.rate).toBeCloseTo(4.4, 0)
     })))
 
   it.live("weighted reservations: the Lua reserves and gives back a request's cost as the memory store does", () =>

@@ -95,7 +95,9 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
     if remaining == 0 then qrem = 1 end
     return
   end
-  local fresh = now >= qu or remaining > qrem
+  local from = now
+  if sentAt >= 0 then from = sentAt end
+  local fresh = from >= qu or remaining > qrem
   if fresh then qu = now + reset else qu = math.min(qu, now + reset) end
   if sentAt >= 0 then
     if fresh then qs = sentAt end
@@ -125,7 +127,7 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
       qr = 0
     end
   else
-    qr = math.min(maxRate, (remaining + 1) * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, endT - now))
+    qr = math.min(maxRate, (remaining + 1) * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, endT - from))
   end
 end
 `
