@@ -18,11 +18,11 @@
  *   span and the wait is the estimate, at least `margin` down and at most
  *   `penalty` down (a halving when the count is under a third of the rate;
  *   when the count is the last one's again, a window's, as deep as the count
- *   says but at most to a quarter, and the next probe waits 12 s);
- *   otherwise the rate drops by `penalty`. A second and more with nobody
- *   reserving restarts the count: idle time is not a low rate accepted. Whatever the server's
- *   algorithm (token bucket of any burst, fixed or sliding window), no
- *   assumption about its burst is made. A probe's estimate near the last one
+ *   says but at most to a quarter, and when the count itself is taken the
+ *   next probe waits 12 s); otherwise the rate drops by `penalty`. A second
+ *   and more with nobody reserving restarts the count: idle time is not a
+ *   low rate accepted. Whatever the server's algorithm (token bucket of any
+ *   burst, fixed or sliding window), no assumption about its burst is made. A probe's estimate near the last one
  *   (the same capacity, seen again) moves it a quarter of the way; one far
  *   from it (a step) is taken as it is.
  * - **Hold, then probe rarely.** After a decrease the rate is
@@ -310,7 +310,6 @@ export const onRateLimited = (
   // take their geometric mean, at most a halving.
   let estimate: number
   let windowCount = 0
-  let again = false
   let sure = false
   if (span >= MIN_MEASURE_MILLIS) {
     const measured = (s.okCount * 1000) / span
@@ -324,12 +323,13 @@ export const onRateLimited = (
     // the rate (a window met far above its rate: start-up at `limit`), where the rate halves.
     // Without it, a rate ten times the capacity took seven penalties, one per wait, to come down,
     // and a 429 a hair under a second after the last one cut a right estimate by the penalty.
-    // The same count twice in a row (within 15 %) is a window's, not a small burst's: a bucket's
-    // count grows as the rate halves, unless the rate is ten times its refill, and then the count is
-    // still above it. That count is taken as it is: start-up from `limit` ends at the second 429
-    // (it took five, to about 6.5 s, and those after 5 s cost a whole second each).
+    // The same count twice in a row (within 15 %) is a window's: a bucket's count grows as the rate
+    // halves, unless that rate is about nine times its refill, and a quarter of it is still above
+    // the refill. So a repeated count cuts as deep as it says, at most to a quarter at once, and
+    // start-up from `limit` ends at the second or third 429 (it took five, to about 6.5 s, each
+    // costing every caller a whole second).
     const perWait = (s.okCount * 1000) / Math.max(span, Math.min(retryAfterMillis, p.maxPauseMillis))
-    again = s.wCount > 0 && Math.abs(s.okCount - s.wCount) * 1000 <= SAME_CAPACITY_PERMILLE * s.wCount
+    const again = s.wCount > 0 && Math.abs(s.okCount - s.wCount) * 1000 <= SAME_CAPACITY_PERMILLE * s.wCount
     const deepest = again ? current / 4 : perWait * 3 < current ? current / 2 : current * (1 - p.penalty)
     windowCount = s.okCount
     estimate = Math.min(current * (1 - p.margin), Math.max(deepest, perWait))
