@@ -36,6 +36,16 @@ const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
 const acquiredAt = (limiter: RateLimiter.Service) => Effect.zipRight(limiter.acquire, TestClock.currentTimeMillis)
 
+/** `n` requests through the limiter, each answered with a success `spacing` ms after its permit. */
+const succeed = (limiter: RateLimiter.Service, n: number, spacing: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < n; i++) {
+      const p = yield* limiter.acquire
+      yield* TestClock.adjust(Duration.millis(spacing))
+      yield* limiter.report(p, { _tag: "Success", headers: {} })
+    }
+  })
+
 describe("adaptive: the defects of the first limiter", () => {
   it.effect("a 429's Retry-After pauses every caller, whatever epoch its permit came from", () =>
     Effect.gen(function*() {
@@ -139,11 +149,7 @@ describe("adaptive: the defects of the first limiter", () => {
       yield* limiter.report(old, rateLimited(2))
       yield* TestClock.adjust("2 seconds")
       // then 20/s is accepted for 1.2 s, and a 429
-      for (let i = 0; i < 24; i++) {
-        const p = yield* limiter.acquire
-        yield* TestClock.adjust("50 millis")
-        yield* limiter.report(p, { _tag: "Success", headers: {} })
-      }
+      yield* succeed(limiter, 24, 50)
       const p = yield* limiter.acquire
       yield* limiter.report(p, rateLimited())
       // 24 accepted over the 1.2 s sent in is 20/s, and the estimate lies between it and the rate
@@ -163,11 +169,7 @@ describe("adaptive: the defects of the first limiter", () => {
       for (let round = 0; round < 3; round++) {
         // whole milliseconds over the limiter's spacing, so no acquisition waits on the TestClock
         const spacing = Math.ceil(1_010 / (yield* rate()))
-        for (let i = 0; i < 20; i++) {
-          const p = yield* limiter.acquire
-          yield* TestClock.adjust(Duration.millis(spacing))
-          yield* limiter.report(p, { _tag: "Success", headers: {} })
-        }
+        yield* succeed(limiter, 20, spacing)
         const p = yield* limiter.acquire
         yield* limiter.report(p, rateLimited(1))
         yield* TestClock.adjust("1 second")
@@ -194,11 +196,7 @@ describe("adaptive: the defects of the first limiter", () => {
       // a 429 after too few successes to be a window's count (a bucket of burst 1, its refill far
       // shorter than the 1 s wait): the penalty, not 3 per second
       yield* TestClock.adjust("1 minute")
-      for (let i = 0; i < 3; i++) {
-        const p = yield* limiter.acquire
-        yield* TestClock.adjust("60 millis")
-        yield* limiter.report(p, { _tag: "Success", headers: {} })
-      }
+      yield* succeed(limiter, 3, 60)
       const p = yield* limiter.acquire
       yield* limiter.report(p, rateLimited(1))
       const afterBucket = yield* rate()
@@ -210,18 +208,10 @@ describe("adaptive: the defects of the first limiter", () => {
     Effect.gen(function*() {
       const { limiter, store } = yield* build({ limit: 40 })
       const rate = () => Effect.map(store.adaptiveState("sluice", { ...params, maxRate: 40 }), (st) => st.rate)
-      const succeed = (n: number, spacing: number) =>
-        Effect.gen(function*() {
-          for (let i = 0; i < n; i++) {
-            const p = yield* limiter.acquire
-            yield* TestClock.adjust(Duration.millis(spacing))
-            yield* limiter.report(p, { _tag: "Success", headers: {} })
-          }
-        })
-      yield* succeed(10, 100)
+      yield* succeed(limiter, 10, 100)
       yield* TestClock.adjust("20 seconds")
       // demand again: 20/s accepted for 2 s, then a bare 429 at 40/s
-      yield* succeed(40, 50)
+      yield* succeed(limiter, 40, 50)
       const p = yield* limiter.acquire
       yield* limiter.report(p, rateLimited())
       // the estimate is the geometric mean of 20 and 40 (28.3, less the margin: 26.9); counted over
