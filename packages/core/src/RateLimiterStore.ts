@@ -179,6 +179,8 @@ export interface Store {
   /**
    * How much longer a reservation must wait because of pauses set after it
    * was made, and the adaptive epoch now (a waiter of an older epoch reserves again).
+   * Asked by a waiter at its slot; the first to ask while a spent quota window's
+   * hold is ahead starts its pause (adaptive keys only).
    */
   readonly owed: (key: string, reservation: Reservation) => Effect.Effect<Owed, RateLimiterStoreError>
   readonly adaptiveState: (key: string, params: AdaptiveParams) => Effect.Effect<AdaptiveState, RateLimiterStoreError>
@@ -242,6 +244,7 @@ export const adaptiveConstants = {
   WINDOW_COUNT_MIN: Adaptive.WINDOW_COUNT_MIN,
   MIN_PACE_SPAN_MILLIS: Adaptive.MIN_PACE_SPAN_MILLIS,
   RESET_ROUNDING_MILLIS: Adaptive.RESET_ROUNDING_MILLIS,
+  WINDOW_SLACK: Adaptive.WINDOW_SLACK,
   MAX_REMAINING: Adaptive.MAX_REMAINING
 } as const
 
@@ -274,6 +277,8 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
         const params = o.adaptive ?? FIXED
         const s = get(key, params)
         const t = now()
+        // A permit about to go at once meets a spent window's hold (a queued one meets it in `owed`).
+        if (o.intervalMillis === undefined && s.tat <= t && s.pausedUntil <= t) Adaptive.holdFrom(s, t)
         const interval = o.intervalMillis ?? 1000 / Adaptive.rateAt(s, t, params)
         const weight = o.weight ?? 1
         const r = reserveSlot(s, t, interval, o.burst, o.maxWaitMillis, weight)
@@ -294,6 +299,8 @@ export const makeMemory: Effect.Effect<Store> = Effect.map(Effect.clock, (clock)
     owed: (key, reservation) =>
       Effect.sync(() => {
         const s = keys.get(key)
+        // A waiter woken at its slot: the first to meet a spent window's hold starts its pause.
+        if (s !== undefined) Adaptive.holdFrom(s, now())
         return { millis: Math.max(0, (s?.shift ?? 0) - reservation.shift), epoch: s?.epoch ?? 0 }
       }),
     adaptiveState: (key, params) =>

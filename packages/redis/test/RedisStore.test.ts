@@ -211,12 +211,31 @@ describe("RedisStore", () => {
           const sentAt = (yield* store.now) - 500
           yield* store.feedback("p", { _tag: "Success", sentAt, quota: { remaining: 10, resetMillis: 2_000 } }, PARAMS)
           yield* note
-          return seen
+          // none left in the window: nobody goes before its end, but the
+          // pause starts only when the next permit would go, not at the answer: a queued waiter
+          // asking what it owes starts it (were it already at the end, it would owe nothing)
+          const adaptive = { intervalMillis: undefined, burst: 1, maxWaitMillis: Infinity, adaptive: PARAMS }
+          yield* store.reserve("h", adaptive)
+          const queued = yield* store.reserve("h", adaptive)
+          yield* store.feedback("h", { _tag: "Success", quota: { remaining: 0, resetMillis: 1_000 } }, PARAMS)
+          const held = yield* store.adaptiveState("h", PARAMS)
+          const owed = queued._tag === "Reserved" ? yield* store.owed("h", queued) : { millis: -1 }
+          const paused = yield* store.adaptiveState("h", PARAMS)
+          // a window's first answer (`limit − 1` left) starts a new window even when the last one's
+          // only answer showed as much (and its reset, rounded up, is still ahead): 20 over the new
+          // window's second, not what is left spread over the 0.1 s to the old one's reset
+          const t = yield* store.now
+          yield* store.feedback("w", { _tag: "Success", sentAt: t - 1_200, quota: { limit: 20, remaining: 19, resetMillis: 100 } }, PARAMS)
+          yield* store.feedback("w", { _tag: "Success", sentAt: t, quota: { limit: 20, remaining: 19, resetMillis: 1_000 } }, PARAMS)
+          const next = yield* store.adaptiveState("w", PARAMS)
+          return { seen, hold: [held.pausedUntil - held.now, owed.millis, paused.pausedUntil - paused.now, next.rate] }
         })
-      const [a, b] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
+      const [{ hold: ha, seen: a }, { hold: hb, seen: b }] = yield* Effect.all([run(remote), run(local)], { concurrency: "unbounded" })
       for (let i = 0; i < a.length; i++) {
         expect(a[i]!.epoch).toBe(b[i]!.epoch)
-        expect(a[i]!.rate).toBeCloseTo(b[i]!.rate, -0.5)
+        // within 5 %: the measured step's span differs by the two stores' round trips (a loaded
+        // machine showed 52.8 against 54.7); a divergence in the steps shows far more (16.9 against 11.4)
+        expect(Math.abs(a[i]!.rate - b[i]!.rate), `step ${i}: ${a[i]!.rate} against ${b[i]!.rate}`).toBeLessThanOrEqual(Math.max(1.6, 0.05 * b[i]!.rate))
         expect(Math.abs(a[i]!.paused - b[i]!.paused)).toBeLessThan(60)
       }
       expect(a.map((x) => x.epoch)).toEqual([1, 2, 3, 4, 5, 5, 5])
@@ -230,6 +249,13 @@ describe("RedisStore", () => {
       // the header pace: 10 left over 2 s, the last a spacing before the reset: 11 / 2 s
       expect(a[5]!.rate).toBeCloseTo(5.5, 0)
       expect(a[6]!.rate).toBeCloseTo(4.4, 0)
+      // the hold: no pause at the answer; then 1,000 ms owed from the waiter's call, paused as long
+      for (const h of [ha, hb]) {
+        expect(h[0]).toBeLessThanOrEqual(0)
+        expect(Math.abs(h[1]! - 1_000)).toBeLessThan(30)
+        expect(Math.abs(h[2]! - 1_000)).toBeLessThan(30)
+        expect(h[3]).toBeCloseTo(20, -0.5)
+      }
     })))
 
   it.live("weighted reservations: the Lua reserves and gives back a request's cost as the memory store does", () =>

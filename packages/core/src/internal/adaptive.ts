@@ -51,12 +51,16 @@
  * - **Quota headers pace before any 429**: a policy's `q / w` caps the rate;
  *   remaining permits are spread from when the answered request was sent
  *   (those sent since are in flight) to the reset (the earliest
- *   reset announced for the window); none left pauses until the reset. A
- *   slot past the window's end (reserved behind a queue) belongs to the next
- *   window and takes its pace, `limit` over the window's length, rather
- *   than what was left of the current one. The window's length is learned
- *   from when windows start (see `applyQuota`), so a reset rounded to the
- *   (epoch) second does not stretch a one-second window.
+ *   reset announced for the window); none left holds back the first permit
+ *   that would go before the reset, and pauses everyone from then (not from
+ *   the answer: the pace already put the next slot about there). A slot past
+ *   the window's end (reserved behind a queue) belongs to the next window
+ *   and takes its pace, `limit` over the window's length, rather than what
+ *   was left of the current one. The window's length is learned from when
+ *   windows start (a window's first request is the one that shows
+ *   `limit − 1` left; see `applyQuota`), so a reset rounded to the (epoch)
+ *   second does not stretch a one-second window, and is paced 1 % long: it
+ *   is learned from send times, which the network's jitter moves.
  */
 import type { Quota } from "../RateLimitHeaders.js"
 
@@ -100,6 +104,8 @@ export interface State {
   qNext: number
   /** The count a window accepted at the last decrease, when it was judged by one; 0 otherwise. */
   wCount: number
+  /** A spent window's end: the first permit that would go before it pauses everyone until it; 0 for none. */
+  qHold: number
 }
 
 export interface Params {
@@ -135,6 +141,12 @@ export const MIN_MEASURE_MILLIS = 1_000
 export const WINDOW_COUNT_MIN = 10
 /** The most a server's rounding (to the second, or the epoch second) adds to an announced reset. */
 export const RESET_ROUNDING_MILLIS = 1_000
+/**
+ * A window's length as learned is paced this fraction longer: it is learned from when requests
+ * were sent, which differ from when the server counted them by the network's jitter, and a
+ * request a millisecond early is counted in the old window, a 429 that costs a whole second.
+ */
+export const WINDOW_SLACK = 0.01
 /** A pace never spreads over less than this: the reset may be the next moment. */
 export const MIN_PACE_SPAN_MILLIS = 50
 
@@ -159,7 +171,8 @@ export const initial = (now: number, params: Params): State => ({
   qWin: 0,
   qFirst: 0,
   qNext: 0,
-  wCount: 0
+  wCount: 0,
+  qHold: 0
 })
 
 /** The rate (per second) a reservation made now uses. */
@@ -170,7 +183,7 @@ export const rateAt = (s: State, now: number, p: Params): number => {
   if (now < s.qUntil && (s.qRemaining > 0 || s.qRate > 0)) {
     r = s.qRate
     // A slot past the window's end belongs to the next window: the whole limit over a window.
-    if (s.qNext > 0 && s.qWin > 0 && Math.max(now, s.tat, s.pausedUntil) >= s.qStart + s.qWin) r = s.qNext
+    if (s.qNext > 0 && s.qWin > 0 && s.qStart > 0 && Math.max(now, s.tat, s.pausedUntil) >= s.qStart + paceWindow(s)) r = s.qNext
   } else {
     const hold = (s.wmax * HOLD_PERMILLE) / 1000
     if (s.grown <= s.k) {
@@ -203,8 +216,10 @@ export const noteReservation = (s: State, now: number, waited: boolean): void =>
 }
 
 /** Nobody is admitted before `now + millis` (at most `maxPause`); queued reservations move back. */
-export const pause = (s: State, now: number, millis: number, p: Params): void => {
-  const until = now + Math.ceil(Math.min(Math.max(0, millis), p.maxPauseMillis))
+export const pause = (s: State, now: number, millis: number, p: Params): void =>
+  pauseUntil(s, now, now + Math.ceil(Math.min(Math.max(0, millis), p.maxPauseMillis)))
+
+const pauseUntil = (s: State, now: number, until: number): void => {
   if (until > s.pausedUntil) {
     const extra = until - Math.max(now, s.pausedUntil)
     s.shift += extra
@@ -212,6 +227,23 @@ export const pause = (s: State, now: number, millis: number, p: Params): void =>
     s.pausedUntil = until
   }
 }
+
+/**
+ * A spent window's end holds back the first permit that would go before it:
+ * from then on everyone is paused until the end, as by a `Retry-After`. Called
+ * when a permit is about to go (a reservation granted at once, or a waiter
+ * woken at its slot; waiters wake in the order of their slots). Paused from
+ * the answer that said none is left, every queued slot moved back by the whole
+ * time to the end, though the pace had already put the next one about there:
+ * each one-second window of 20 lasted a spacing longer (92 % on loopback).
+ */
+export const holdFrom = (s: State, now: number): void => {
+  if (s.qHold > now) pauseUntil(s, now, s.qHold)
+  s.qHold = 0
+}
+
+/** The window's length paced by: as learned, and a little longer (see `WINDOW_SLACK`). */
+const paceWindow = (s: State): number => s.qWin * (1 + WINDOW_SLACK)
 
 /** What the headers announce: a ceiling, a pace over the time to the reset, or a pause at zero. */
 export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: number): void => {
@@ -233,38 +265,46 @@ export const applyQuota = (s: State, now: number, q: Quota, p: Params, sentAt?: 
   // An answer tells of the quota when its request was sent: one sent before the window's end and
   // answered after it (latency) belongs to the old window, not a new one.
   const from = sentAt ?? now
-  const fresh = from >= s.qUntil || q.remaining > s.qRemaining
-  if (fresh) s.qUntil = now + reset
-  else s.qUntil = Math.min(s.qUntil, now + reset)
+  // The first request a window counted shows `limit − 1`, which no other answer of that window can:
+  // a new window, even when the last one's only answer showed as much.
+  const limit = q.limit !== undefined && q.limit > 0 ? q.limit : 0
+  const first = limit > 0 && q.remaining === limit - 1
+  const fresh = from >= s.qUntil || q.remaining > s.qRemaining || first
+  if (fresh) {
+    s.qUntil = now + reset
+    s.qHold = 0
+  } else s.qUntil = Math.min(s.qUntil, now + reset)
   // Servers round resets up, to the second or to a whole epoch second (up to a second late on a
   // one-second window). The window's length is learned as the shortest time seen from the first
   // request of a window (when it was sent: never after the server counted it) to the reset
   // announced for it: never shorter than the true window, and close to it after a few windows.
   if (sentAt !== undefined) {
-    if (fresh) s.qStart = sentAt
+    // Where the limit is announced, a window's start is known only from its first request: a later
+    // one taken as the start (its first answer lost to latency or a 429) learns too short a window,
+    // and a window paced too short meets a 429 at each end (0 until the next first request).
+    if (fresh) s.qStart = first || limit === 0 ? sentAt : 0
     const span = s.qUntil - s.qStart
-    if (span > 0 && (s.qWin === 0 || span < s.qWin)) s.qWin = span
+    if (s.qStart > 0 && span > 0 && (s.qWin === 0 || span < s.qWin)) s.qWin = span
     // The first request a window counted (its remaining is `limit − 1`, which no reordered answer
     // of the same window can show): from one such request to the next is at most a window plus
     // one spacing, a far tighter bound than a reset rounded to the (epoch) second.
-    if (q.limit !== undefined && q.remaining === q.limit - 1) {
+    if (first) {
       const between = sentAt - s.qFirst
       if (s.qFirst > 0 && between > 0 && (s.qWin === 0 || between < s.qWin)) s.qWin = between
       s.qFirst = sentAt
     }
   }
   // Only a rounding's worth shorter than announced: a longer gap is another window.
-  const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= RESET_ROUNDING_MILLIS ? Math.min(s.qUntil, Math.max(now, s.qStart + s.qWin)) : s.qUntil
+  const end = s.qWin > 0 && s.qUntil - s.qStart - s.qWin <= RESET_ROUNDING_MILLIS
+    ? Math.min(s.qUntil, Math.max(now, s.qStart + paceWindow(s)))
+    : s.qUntil
   s.qRemaining = Math.min(q.remaining, MAX_REMAINING)
-  s.qNext = q.limit !== undefined && q.limit > 0 && s.qWin > 0
-    ? Math.min(p.maxRate, (q.limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qWin))
-    : 0
+  s.qNext = limit > 0 && s.qWin > 0 ? Math.min(p.maxRate, (limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, paceWindow(s))) : 0
   if (q.remaining === 0) {
-    pause(s, now, end - now, p)
+    // Nobody goes before the end; the pause starts when the first permit would (see `holdFrom`).
+    s.qHold = Math.max(now, Math.ceil(end))
     // Reservations made during the pause go out at the next window's pace: `limit` over it.
-    s.qRate = q.limit !== undefined && q.limit > 0
-      ? Math.min(p.maxRate, (q.limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qWin > 0 ? s.qWin : reset))
-      : 0
+    s.qRate = limit > 0 ? Math.min(p.maxRate, (limit * 1000) / Math.max(MIN_PACE_SPAN_MILLIS, s.qWin > 0 ? paceWindow(s) : reset)) : 0
   } else {
     // What is left, spread so the last one goes one spacing before the end (not at it: the
     // pace lags by the queue, and at zero the pause costs nothing). Spread from when the request

@@ -27,7 +27,7 @@ local floorRate = num(ARGV[2], 1)
 local margin = num(ARGV[3], 0)
 local penalty = num(ARGV[4], 0)
 local maxPause = num(ARGV[5], 0)
-local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn", "okp", "wc")
+local h = redis.call("HMGET", KEYS[1], "tat", "paused", "shift", "epoch", "wmax", "r0", "grown", "last", "k", "ok", "oks", "qr", "qu", "qrem", "ceil", "qs", "qw", "qf", "qn", "okp", "wc", "qh")
 local tat = num(h[1], 0) / 1000
 local paused = num(h[2], 0)
 local shift = num(h[3], 0)
@@ -51,12 +51,13 @@ local function pausedBy() return shift - math.max(0, paused - now) end
 -- absent (a key written before it existed): nothing of the span counts as paused
 local okp = num(h[20], pausedBy())
 local wc = num(h[21], 0) / 1000
+local qh = num(h[22], 0)
 
 local function rateAt()
   local r
   if now < qu and (qrem > 0 or qr > 0) then
     r = qr
-    if qn > 0 and qw > 0 and math.max(now, tat, paused) >= qs + qw then r = qn end
+    if qn > 0 and qw > 0 and qs > 0 and math.max(now, tat, paused) >= qs + qw * (1 + ${Adaptive.WINDOW_SLACK}) then r = qn end
   else
     local hold = wmax * ${Adaptive.HOLD_PERMILLE} / 1000
     if grown <= k then
@@ -72,14 +73,22 @@ local function rateAt()
   return math.max(0.001, math.min(maxRate, r))
 end
 
-local function pause(ms)
-  local untilT = now + math.ceil(math.min(math.max(0, ms), maxPause))
+local function pauseUntil(untilT)
   if untilT > paused then
     local extra = untilT - math.max(now, paused)
     shift = shift + extra
     tat = math.max(tat, now) + extra
     paused = untilT
   end
+end
+
+local function pause(ms)
+  pauseUntil(now + math.ceil(math.min(math.max(0, ms), maxPause)))
+end
+
+local function holdFrom()
+  if qh > now then pauseUntil(qh) end
+  qh = 0
 end
 
 -- remaining and reset are -1 when not announced, ceiling 0, sentAt -1
@@ -97,12 +106,20 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
   end
   local from = now
   if sentAt >= 0 then from = sentAt end
-  local fresh = from >= qu or remaining > qrem
-  if fresh then qu = now + reset else qu = math.min(qu, now + reset) end
+  local first = limit > 0 and remaining == limit - 1
+  local fresh = from >= qu or remaining > qrem or first
+  if fresh then
+    qu = now + reset
+    qh = 0
+  else
+    qu = math.min(qu, now + reset)
+  end
   if sentAt >= 0 then
-    if fresh then qs = sentAt end
+    if fresh then
+      if first or limit <= 0 then qs = sentAt else qs = 0 end
+    end
     local span = qu - qs
-    if span > 0 and (qw == 0 or span < qw) then qw = span end
+    if qs > 0 and span > 0 and (qw == 0 or span < qw) then qw = span end
     if limit > 0 and remaining == limit - 1 then
       local between = sentAt - qf
       if qf > 0 and between > 0 and (qw == 0 or between < qw) then qw = between end
@@ -110,18 +127,19 @@ local function applyQuota(remaining, reset, ceiling, limit, continuous, sentAt)
     end
   end
   local endT = qu
-  if qw > 0 and qu - qs - qw <= ${Adaptive.RESET_ROUNDING_MILLIS} then endT = math.min(qu, math.max(now, qs + qw)) end
+  local pw = qw * (1 + ${Adaptive.WINDOW_SLACK})
+  if qw > 0 and qu - qs - qw <= ${Adaptive.RESET_ROUNDING_MILLIS} then endT = math.min(qu, math.max(now, qs + pw)) end
   qrem = math.min(remaining, ${Adaptive.MAX_REMAINING})
   if limit > 0 and qw > 0 then
-    qn = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, qw))
+    qn = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, pw))
   else
     qn = 0
   end
   if remaining == 0 then
-    pause(endT - now)
+    qh = math.max(now, math.ceil(endT))
     if limit > 0 then
       local w = reset
-      if qw > 0 then w = qw end
+      if qw > 0 then w = pw end
       qr = math.min(maxRate, limit * 1000 / math.max(${Adaptive.MIN_PACE_SPAN_MILLIS}, w))
     else
       qr = 0
@@ -137,13 +155,14 @@ const WRITE = `
 redis.call("HSET", KEYS[1], "tat", int(tat * 1000), "paused", int(paused), "shift", int(shift), "epoch", int(epoch),
   "wmax", int(wmax * 1000), "r0", int(r0 * 1000), "grown", int(grown), "last", int(last), "k", int(k),
   "ok", int(ok * 1000), "oks", int(oks), "qr", int(qr * 1000), "qu", int(qu), "qrem", int(qrem), "ceil", int(ceil * 1000), "qs", int(qs), "qw", int(qw),
-  "qf", int(qf), "qn", int(qn * 1000), "okp", int(okp), "wc", int(wc * 1000))
+  "qf", int(qf), "qn", int(qn * 1000), "okp", int(okp), "wc", int(wc * 1000), "qh", int(qh))
 redis.call("PEXPIRE", KEYS[1], int(math.ceil(math.max(tat, paused, now) - now) + tonumber(ARGV[6])))
 `
 
 /** ARGV[7..10]: interval ("" = the adaptive rate), burst, maxWait (-1 = none), weight. */
 const RESERVE = `${NOW}${READ}
 local adaptive = ARGV[7] == ""
+if adaptive and tat <= now and paused <= now then holdFrom() end
 local interval = tonumber(ARGV[7]) or (1000 / rateAt())
 local burst = math.max(1, tonumber(ARGV[8]))
 local maxWait = tonumber(ARGV[9])
@@ -178,10 +197,27 @@ end
 return 0
 `
 
-/** ARGV[1]: shift at reservation. */
+/**
+ * ARGV[1]: shift at reservation; ARGV[2]: the idle TTL. A waiter woken at its slot: the first to
+ * meet a spent window's hold starts its pause (`holdFrom`; only then is anything written).
+ */
 const OWED = `
-local h = redis.call("HMGET", KEYS[1], "shift", "epoch")
+local h = redis.call("HMGET", KEYS[1], "shift", "epoch", "qh", "paused", "tat")
 local shift = tonumber(h[1]) or 0
+local qh = tonumber(h[3]) or 0
+if qh > 0 then
+  ${NOW}
+  local paused = tonumber(h[4]) or 0
+  local tat = (tonumber(h[5]) or 0) / 1000
+  if qh > now and qh > paused then
+    local extra = qh - math.max(now, paused)
+    shift = shift + extra
+    tat = math.max(tat, now) + extra
+    paused = qh
+  end
+  redis.call("HSET", KEYS[1], "shift", string.format("%.0f", shift), "tat", string.format("%.0f", tat * 1000), "paused", string.format("%.0f", paused), "qh", "0")
+  redis.call("PEXPIRE", KEYS[1], string.format("%.0f", math.ceil(math.max(tat, paused) - now) + tonumber(ARGV[2])))
+end
 return {tostring(math.max(0, shift - tonumber(ARGV[1]))), tostring(tonumber(h[2]) or 0)}
 `
 
@@ -323,7 +359,7 @@ export const make = (options: RS.Options): Effect.Effect<Store, RateLimiterStore
       release: (key, r) =>
         Effect.asVoid(run("RELEASE", [stateKey(key)], [...head(undefined), r.slot, r.shift, r.intervalMillis * (r.weight ?? 1)])),
       owed: (key, r) =>
-        Effect.map(run<Array<string>>("OWED", [stateKey(key)], [r.shift]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
+        Effect.map(run<Array<string>>("OWED", [stateKey(key)], [r.shift, ttl]), (o) => ({ millis: Number(o[0]), epoch: Number(o[1]) })),
       adaptiveState: (key, params) =>
         Effect.map(run<Array<string>>("STATE", [stateKey(key)], head(params)), (r) => ({
           rate: Number(r[0]),
