@@ -2,7 +2,8 @@
  * Scenario 2: adapting to a hidden capacity, over a matrix of the server
  * shapes users meet. In each cell four clients run side by side, each with
  * 10 workers and demand far above capacity, each against its own
- * `TestServer` of that shape, over real HTTP:
+ * `TestServer` of that shape, over real HTTP (a few cells with answers
+ * 60 ms after the server counts a request, as real APIs answer):
  *
  * - sluice `RateLimiter.layerAdaptive` (limit 200/s, far above capacity);
  *   a worker waits out a 429's `Retry-After` as `Retry` would;
@@ -226,6 +227,8 @@ export interface Cell {
   readonly idle?: { readonly from: number; readonly to: number }
   /** Each client runs as this many processes sharing the quota (Sluice's through Redis). */
   readonly processes?: number
+  /** The server answers this many ms after it counts a request (loopback answers take about 1 ms). */
+  readonly latencyMillis?: number
   readonly targets: { readonly goodput: number; readonly share429: number }
 }
 
@@ -262,6 +265,18 @@ export const cells = (seconds: number): ReadonlyArray<Cell> => [
   { name: "headers draft-8 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-8" }), seconds, from: 5, targets: HEADERS },
   { name: "headers X-RateLimit epoch (express 20 / 1 s)", capacity: express(20, 1, { headers: "x-epoch" }), seconds, from: 5, targets: HEADERS },
   { name: "headers OpenAI (bucket 20/s)", capacity: bucket(20, undefined, { headers: "openai" }), seconds, from: 5, targets: HEADERS },
+  // Real APIs answer in tens to hundreds of ms: what is counted and what is answered drift apart.
+  { name: "answers in 60 ms: token bucket 20/s, burst 1 s", capacity: bucket(20), latencyMillis: 60, seconds, from: 5, targets: STEADY },
+  { name: "answers in 60 ms: fixed window 20 / 1 s (express)", capacity: express(20, 1), latencyMillis: 60, seconds, from: 5, targets: STEADY },
+  { name: "answers in 60 ms: headers draft-7 (express 20 / 1 s)", capacity: express(20, 1, { headers: "draft-7" }), latencyMillis: 60, seconds, from: 5, targets: HEADERS },
+  {
+    name: "answers in 60 ms: headers X-RateLimit epoch (express 20 / 1 s)",
+    capacity: express(20, 1, { headers: "x-epoch" }),
+    latencyMillis: 60,
+    seconds,
+    from: 5,
+    targets: HEADERS
+  },
   {
     name: "step down 100 → 10 at 15 s",
     capacity: bucket(100),
@@ -316,7 +331,13 @@ const rateOf = (c: TestServer.Capacity) => c.rate
 const runOne = (contender: Contender, cell: Cell, redisSocket: string | undefined) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* TestServer.make({
-      routes: [{ method: "POST", path: "/api", capacity: cell.capacity, then: { json: { ok: true } } }],
+      routes: [{
+        method: "POST",
+        path: "/api",
+        capacity: cell.capacity,
+        then: { json: { ok: true } },
+        ...(cell.latencyMillis !== undefined ? { latency: { base: Duration.millis(cell.latencyMillis) } } : {})
+      }],
       logLimit: 10
     }).pipe(Effect.orDie)
     const processes = cell.processes ?? 1
