@@ -155,18 +155,31 @@ describe("RedisStore", () => {
       expect(state.pausedUntil - state.now).toBeLessThanOrEqual(PARAMS.maxPauseMillis)
       expect(state.pausedUntil - state.now).toBeGreaterThan(PARAMS.maxPauseMillis - 5_000)
       const client = new Redis({ path: redis.socket })
-      const fields = yield* Effect.promise(() => client.hgetall("big:k:state"))
-      for (const [name, value] of Object.entries(fields)) {
-        expect(value, name).toMatch(/^-?\d+$/)
-        expect(Number.isSafeInteger(Number(value)), name).toBe(true)
-      }
+      const integersOnly = (key: string) =>
+        Effect.map(Effect.promise(() => client.hgetall(key)), (fields) => {
+          for (const [name, value] of Object.entries(fields)) {
+            expect(value, name).toMatch(/^-?\d+$/)
+            expect(Number.isSafeInteger(Number(value)), name).toBe(true)
+          }
+        })
+      yield* integersOnly("big:k:state")
       const pttl = yield* Effect.promise(() => client.pttl("big:k:state"))
       expect(pttl).toBeLessThanOrEqual(PARAMS.maxPauseMillis + 60_000 + 1_000)
-      yield* Effect.promise(() => client.quit())
       // the next reservation on the key waits out the bounded pause, not 8,000 years
       const next = yield* store.reserve("k", { intervalMillis: undefined, burst: 1, maxWaitMillis: 61_000, adaptive: PARAMS })
       expect(next._tag).toBe("Reserved")
       expect(next.waitMillis).toBeLessThanOrEqual(PARAMS.maxPauseMillis)
+      // a window spent, its reset 1e300 ms away: the hold it sets is bounded the same way, and
+      // becomes a bounded pause at the next reservation; every field stays an integer
+      yield* store.feedback("z", { _tag: "Success", sentAt: 1, quota: { limit: 1e300, remaining: 0, resetMillis: 1e300 } }, PARAMS)
+      const held = yield* store.reserve("z", { intervalMillis: undefined, burst: 1, maxWaitMillis: 61_000, adaptive: PARAMS })
+      expect(held._tag).toBe("Reserved")
+      if (held._tag === "Reserved") {
+        expect(held.waitMillis).toBeLessThanOrEqual(PARAMS.maxPauseMillis)
+        expect(held.waitMillis).toBeGreaterThan(PARAMS.maxPauseMillis - 5_000)
+      }
+      yield* integersOnly("big:z:state")
+      yield* Effect.promise(() => client.quit())
     })))
 
   it.live("the Lua runs the adaptive steps of the memory store: the same feedback, the same decisions", () =>
