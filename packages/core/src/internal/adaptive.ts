@@ -30,7 +30,7 @@
  *   flat near it) over `k` to the hold, `HOLD` (97 %) of the estimate: a
  *   server's threshold is sharp, and every 429 costs a whole `Retry-After`
  *   for everyone, so the hold stays just under it. Only after `k` does it
- *   probe above, along a convex cubic (+1.6 % after 1 s, double after
+ *   probe above, along a convex cubic (+0.5 % after 1 s, double after
  *   `PROBE_CUBIC_MILLIS`): gentle where the capacity was, fast when it has
  *   grown. A probe's 429 that finds the same capacity again (within 15 %)
  *   moves it a quarter of the way and makes `k` four times longer (3, 12, 20 s); a
@@ -128,7 +128,7 @@ export const PROBE_MAX_MILLIS = 20_000
 /** How much longer the wait before the next probe gets each time a probe finds the same capacity. */
 export const PROBE_BACKOFF = 4
 /** The probe above the hold is a convex cubic: the rate doubles this long after it starts. */
-export const PROBE_CUBIC_MILLIS = 4_000
+export const PROBE_CUBIC_MILLIS = 6_000
 /** The held rate, as a fraction of the estimate (in thousandths, an exact integer in Lua too). */
 export const HOLD_PERMILLE = 970
 /** A probe's 429 within this fraction of the estimate found the same capacity again (permille). */
