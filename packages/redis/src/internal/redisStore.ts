@@ -199,7 +199,9 @@ return 0
 
 /**
  * ARGV[1]: shift at reservation; ARGV[2]: the idle TTL. A waiter woken at its slot: the first to
- * meet a spent window's hold starts its pause (`holdFrom`; only then is anything written).
+ * meet a spent window's hold starts its pause (`holdFrom`; only then is anything written). It
+ * repeats `pauseUntil`'s three lines rather than loading the whole state with `READ`: `owed` runs
+ * once per woken waiter, and with no hold pending it reads three fields and writes nothing.
  */
 const OWED = `
 local h = redis.call("HMGET", KEYS[1], "shift", "epoch", "qh", "paused", "tat")
