@@ -1,4 +1,5 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { TestServer } from "@sluice/testing"
 import * as Cause from "effect/Cause"
@@ -9,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -274,6 +276,46 @@ describe("ApiClient", () => {
       const all = JSON.stringify(spans.map((s) => [s.name, [...s.attributes.entries()]]))
       expect(all).toContain("http.response.status_code")
       expect(all).not.toContain(SECRET)
+    }))
+
+  it.scoped("a request's span is the parent of what runs inside it; the caller's span is current again after it succeeds, fails or is interrupted", () =>
+    Effect.gen(function*() {
+      const { tracer, spans } = yield* recordingTracer
+      const { api, server } = yield* setup(
+        { routes: [{ path: "/ok", then: { json: { ok: true } } }, { path: "/slow", then: { delay: "1 hour", json: {} } }] },
+        { transformClient: (client) => HttpClient.transform(client, (effect) => Effect.withSpan(effect, "inside")) }
+      )
+      const current = Effect.map(Effect.currentSpan, (span) => span.name)
+      const afterEach = yield* Effect.gen(function*() {
+        yield* api.get("/ok")
+        const afterSuccess = yield* current
+        yield* Effect.flip(api.get("/missing"))
+        return [afterSuccess, yield* current]
+      }).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
+      expect(afterEach).toEqual(["caller", "caller"])
+
+      const inInterruption = yield* Ref.make("")
+      const fiber = yield* api.get("/slow").pipe(
+        Effect.onInterrupt(() => Effect.orDie(Effect.flatMap(current, (name) => Ref.set(inInterruption, name)))),
+        Effect.withSpan("caller"),
+        Effect.withTracer(tracer),
+        Effect.fork
+      )
+      yield* server.awaitRequests(3)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Ref.get(inInterruption)).toBe("caller")
+
+      const named = (name: string) => spans.filter((s) => s.name === name)
+      const requests = [...named("sluice GET /ok"), ...named("sluice GET /missing"), ...named("sluice GET /slow")]
+      expect(requests).toHaveLength(3)
+      const callers = named("caller")
+      for (const [i, request] of requests.entries()) {
+        // each request's span: under its caller's, ended, and the parent of the span made inside it
+        expect(Option.map(request.parent, (p) => p.spanId)).toEqual(Option.some(callers[i === 2 ? 1 : 0]!.spanId))
+        expect(request.status._tag).toBe("Ended")
+        const inside = named("inside").filter((s) => Option.getOrUndefined(s.parent)?.spanId === request.spanId)
+        expect(inside).toHaveLength(1)
+      }
     }))
 })
 

@@ -7,7 +7,8 @@
  * What Sluice records:
  * - spans: `sluice <METHOD> <path template>` per request (method, URL
  *   template, status; never headers or a query), `sluice.attempt` per
- *   attempt when a `Retry` policy is on, `sluice.ratelimiter.wait` when a
+ *   resend when a `Retry` policy is on (the first attempt runs in the
+ *   request's span), `sluice.ratelimiter.wait` when a
  *   permit had to be waited for, `sluice.auth.client_credentials` per token
  *   request, and span events `sluice.circuit_breaker.{opened,half-opened,closed}`
  *   on the call that changed the circuit;

@@ -16,7 +16,6 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import { constTrue } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -36,6 +35,7 @@ import { observeFailure } from "./circuitBreakerService.js"
 import { fromHttpClientError, shownUrl, totalTimeout } from "./errors.js"
 import { setEach } from "./headers.js"
 import { outcomeOfStatus } from "./outcome.js"
+import { inSpan } from "./requestSpan.js"
 import { replayOnce } from "./unauthorized.js"
 import { makeRequestBuilder, normaliseBaseUrl } from "./requestBuilder.js"
 import { type Decoder, makeResponseReader } from "./responseReader.js"
@@ -137,24 +137,23 @@ export const make = (
     const decode = o.schema === undefined ? undefined : (Schema.decodeUnknown(o.schema) as Decoder<A>)
     // A query written into the template may hold a key: it never goes into the span.
     const template = path.indexOf("?") === -1 ? path : path.slice(0, path.indexOf("?"))
-    return Effect.useSpan(
+    return registerRedacted(inSpan(
       `sluice ${method} ${template}`,
       { kind: "client", captureStackTrace: false, attributes: { "http.request.method": method, "url.template": template } },
-      (span) =>
-        Effect.flatMap(FiberRef.get(HttpClient.currentTracerPropagation), (propagate) =>
-          obtain(
-            propagate ? setEach(req, TraceContext.toHeaders(span)) : req,
-            (response): Effect.Effect<A, ApiClient.ApiClient.Error> => {
-              span.attribute("http.response.status_code", response.status)
-              return response.status >= 200 && response.status < 300
-                ? decodeBody(response, method, url, decode)
-                : failStatus(response, method, url)
-            },
-            deadlineClient !== undefined,
-            builder.isForeign(path, url),
-            o.cost
-          )).pipe(Effect.withParentSpan(span), registerRedacted)
-    )
+      (span, fiber) =>
+        obtain(
+          fiber.getFiberRef(HttpClient.currentTracerPropagation) ? setEach(req, TraceContext.toHeaders(span)) : req,
+          (response): Effect.Effect<A, ApiClient.ApiClient.Error> => {
+            span.attribute("http.response.status_code", response.status)
+            return response.status >= 200 && response.status < 300
+              ? decodeBody(response, method, url, decode)
+              : failStatus(response, method, url)
+          },
+          deadlineClient !== undefined,
+          builder.isForeign(path, url),
+          o.cost
+        )
+    ))
   }
 
   const stream = (
@@ -212,10 +211,27 @@ export const make = (
     const limited = limiter !== undefined && limiter.appliesTo(req)
     return withRetries()
 
-    /** Retry, outermost: with it, each attempt is a span of its own under the request's. */
+    /**
+     * Retry, outermost. The first attempt runs in the request's span; each
+     * resend is a span of its own under it (`http.request.resend_count`, as
+     * OpenTelemetry's HTTP conventions name it). A span for every attempt
+     * cost a request that succeeds at once as much CPU as the rest of `Retry`
+     * (BENCHMARKS.md 1b), and told nothing the request's span does not.
+     */
     function withRetries(): Attempt {
       if (retry === undefined) return withReplay()
-      return retry.retry(Effect.withSpan(withReplay(), "sluice.attempt", { captureStackTrace: false }), { method, headers: req.headers })
+      const attempt = withReplay()
+      let sent = 0
+      return retry.retry(
+        Effect.suspend(() => {
+          const resendCount = sent++
+          return resendCount === 0 ? attempt : Effect.withSpan(attempt, "sluice.attempt", {
+            captureStackTrace: false,
+            attributes: { "http.request.resend_count": resendCount }
+          })
+        }),
+        { method, headers: req.headers }
+      )
     }
 
     /** The 401 rule (`unauthorized.ts`): a refused credential dropped, the attempt replayed once. */

@@ -3,8 +3,11 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
 import * as Option from "effect/Option"
 import * as Clock from "effect/Clock"
 import type * as RL from "../RateLimiter.js"
@@ -23,14 +26,23 @@ export const formatMillis = (d: Duration.Duration): string =>
   Duration.isFinite(d) ? `${Math.round(Duration.toMillis(d))}ms` : "forever"
 
 // Metrics, tagged with the limiter's key.
-const permitsGranted = Metric.counter("sluice_ratelimiter_permits_granted", { incremental: true })
-const acquisitionTimeouts = Metric.counter("sluice_ratelimiter_timeouts", { incremental: true })
-const serverRateLimited = Metric.counter("sluice_ratelimiter_429s", { incremental: true })
-const waitMillis = Metric.histogram(
+const permitsGranted = MetricKey.counter("sluice_ratelimiter_permits_granted", { incremental: true })
+const acquisitionTimeouts = MetricKey.counter("sluice_ratelimiter_timeouts", { incremental: true })
+const serverRateLimited = MetricKey.counter("sluice_ratelimiter_429s", { incremental: true })
+const waitMillis = MetricKey.histogram(
   "sluice_ratelimiter_wait_ms",
   MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 })
 )
-const currentRate = Metric.gauge("sluice_ratelimiter_rate_per_second")
+const currentRate = MetricKey.gauge("sluice_ratelimiter_rate_per_second")
+
+/**
+ * The metric of `metricKey` tagged with the limiter's key, tagged in its key.
+ * `Metric.tagged` tags at each update instead: a new tag array, a hash of the
+ * whole key and a registry lookup per permit. A metric made from a tagged
+ * key finds its registry entry once.
+ */
+const keyed = <Type extends MetricKeyType.MetricKeyType<any, any>>(metricKey: MetricKey.MetricKey<Type>, key: string) =>
+  Metric.fromMetricKey(MetricKey.tagged(metricKey, "key", key))
 
 export const outcomeOfResponse = (
   status: number,
@@ -74,9 +86,9 @@ const makeAcquirer = (
   reserveOptions: ReserveOptions
 ): Acquirer => {
   const maxWaitMillis = Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity
-  const granted = Metric.tagged(permitsGranted, "key", key)
-  const timeouts = Metric.tagged(acquisitionTimeouts, "key", key)
-  const waits = Metric.tagged(waitMillis, "key", key)
+  const granted = keyed(permitsGranted, key)
+  const timeouts = keyed(acquisitionTimeouts, key)
+  const waits = keyed(waitMillis, key)
   const timeout = (waited: number) =>
     Effect.zipRight(
       Metric.increment(timeouts),
@@ -87,10 +99,12 @@ const makeAcquirer = (
    * slot, and its slot is moved to when it went (the adaptive limiter learns quota windows from it).
    */
   const grant = (reservation: Reservation, waited: number, paid = 0) =>
-    Effect.as(
-      Effect.zipRight(Metric.increment(granted), Metric.update(waits, waited)),
-      paid > 0 ? { ...reservation, slot: reservation.slot + paid } : reservation
-    )
+    // Both metrics in one step (`Metric.increment` and `Metric.update` read the labels once each).
+    FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => {
+      granted.unsafeUpdate(1, labels)
+      waits.unsafeUpdate(waited, labels)
+      return Effect.succeed(paid > 0 ? { ...reservation, slot: reservation.slot + paid } : reservation)
+    })
 
   const adaptive = reserveOptions.intervalMillis === undefined
 
@@ -153,11 +167,19 @@ const makeAcquirer = (
   }
 }
 
+/**
+ * A limiter's service. `learnsFrom`: what `report` acts on: every answer
+ * (the adaptive limiter), or only a failed attempt (a fixed bucket counts the
+ * 429s, which fail the attempt): then `run` reports only failures, and an
+ * attempt that succeeds passes no exit handler (an interruption teaches
+ * nothing either way).
+ */
 const makeService = (
   key: string,
   options: RL.CommonOptions,
   acquireWeighted: (weight: number) => Effect.Effect<RL.Permit, TokenAcquisitionTimeoutError | RateLimiterStoreError>,
-  report: (permit: RL.Permit, outcome: RL.Outcome) => Effect.Effect<void>
+  report: (permit: RL.Permit, outcome: RL.Outcome) => Effect.Effect<void>,
+  learnsFrom: "answers" | "failures"
 ): Effect.Effect<RL.Service> =>
   Effect.gen(function*() {
     if (options.concurrency !== undefined && !(options.concurrency >= 1)) {
@@ -172,7 +194,9 @@ const makeService = (
       unit === "tokens" && cost !== undefined && Number.isFinite(cost) && cost > 0 ? cost : 1
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>, classify: (exit: Exit.Exit<A, E>) => RL.Outcome, cost?: number) =>
       Effect.flatMap(weightOf(cost) === 1 ? acquire : acquireWeighted(weightOf(cost)), (permit) => {
-        const reported = Effect.onExit(effect, (exit) => report(permit, classify(exit)))
+        const reported = learnsFrom === "answers"
+          ? Effect.onExit(effect, (exit) => report(permit, classify(exit)))
+          : Effect.tapErrorCause(effect, (cause) => report(permit, classify(Exit.failCause(cause))))
         return semaphore === undefined ? reported : semaphore.withPermits(1)(reported)
       })
     return { key, unit, appliesTo, acquire, acquireWeighted, report, run }
@@ -227,13 +251,15 @@ export const makeTokenBucket = (options: RL.TokenBucketOptions): Effect.Effect<R
     const burst = options.burst ?? Math.max(1, Math.floor(perSecond))
     const reserve = { intervalMillis, burst, maxWaitMillis: Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity }
     const acquirer = makeAcquirer(store, key, maxWait, reserve)
-    const limited = Metric.tagged(serverRateLimited, "key", key)
-    yield* Metric.set(Metric.tagged(currentRate, "key", key), perSecond)
+    const limited = keyed(serverRateLimited, key)
+    yield* Metric.set(keyed(currentRate, key), perSecond)
     return yield* makeService(
       key,
       options,
-      (weight) => Effect.map(acquirer.acquireWeighted(weight), (r): RL.Permit => ({ epoch: r.epoch, weight })),
-      (_, outcome) => outcome._tag === "RateLimited" ? Metric.increment(limited) : Effect.void
+      // The reservation is the permit (its epoch and weight): nothing else is reported back.
+      acquirer.acquireWeighted,
+      (_, outcome) => outcome._tag === "RateLimited" ? Metric.increment(limited) : Effect.void,
+      "failures"
     )
   })
 
@@ -256,8 +282,8 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
       maxPauseMillis: Duration.isFinite(maxPause) ? Duration.toMillis(maxPause) : MAX_PAUSE_MILLIS
     }
     const maxWaitMillis = Duration.isFinite(maxWait) ? Duration.toMillis(maxWait) : Infinity
-    const rateGauge = Metric.tagged(currentRate, "key", key)
-    const limited = Metric.tagged(serverRateLimited, "key", key)
+    const rateGauge = keyed(currentRate, key)
+    const limited = keyed(serverRateLimited, key)
     yield* Metric.set(rateGauge, maxRate)
 
     const acquirer = makeAcquirer(store, key, maxWait, { intervalMillis: undefined, burst: 1, maxWaitMillis, adaptive: params })
@@ -285,5 +311,5 @@ export const makeAdaptive = (options: RL.AdaptiveOptions): Effect.Effect<RL.Serv
         Effect.catchAll((e) => Effect.logWarning(`sluice rate limiter ${key}: feedback not stored: ${e.message}`))
       )
 
-    return yield* makeService(key, options, acquireWeighted, report)
+    return yield* makeService(key, options, acquireWeighted, report, "answers")
   })
