@@ -11,8 +11,8 @@
  *
  * The client is written on the agent's `dispatch` (not through
  * `@effect/platform-node`'s adapter, which cost about five times raw undici's
- * CPU per request: BENCHMARKS.md, scenario 1), with the platform's spans and
- * trace propagation. It is a `TransportDeadline.DeadlineClient`: `ApiClient`
+ * CPU per request: BENCHMARKS.md, scenario 1), with the platform's spans
+ * (headers on them only with `spanHeaders`) and trace propagation. It is a `TransportDeadline.DeadlineClient`: `ApiClient`
  * hands it each attempt's deadline, and it fails the request there (queued
  * for a socket, in flight or mid-body) instead of `ApiClient` racing every
  * attempt in a forked fiber. Deadlines are kept on the Effect `Clock` of the
@@ -59,6 +59,16 @@ export interface Options {
   readonly pipelining?: number | undefined
   /** Accept self-signed TLS certificates: for tests against local servers only. */
   readonly rejectUnauthorized?: boolean | undefined
+  /**
+   * Record each request's and response's headers on its span
+   * (`http.request.header.<name>`, `http.response.header.<name>`, as the
+   * platform's client does; a name in `Headers.currentRedactedNames` as
+   * `<redacted>`). Default `false`: OpenTelemetry's HTTP conventions make
+   * header attributes opt-in, a secret in a header nobody registered as
+   * redacted would reach every span exporter, and they were half of what a
+   * span cost per request (BENCHMARKS.md, scenario 1).
+   */
+  readonly spanHeaders?: boolean | undefined
 }
 
 /**
@@ -92,7 +102,11 @@ export const makeAgent = (options?: Options): Effect.Effect<Agent, never, Scope.
  * @category constructors
  */
 export const make = (options?: Options): Effect.Effect<TransportDeadline.DeadlineClient, never, Scope.Scope> =>
-  Effect.zipWith(makeAgent(options), Deadlines.make, UndiciClient.make)
+  Effect.zipWith(
+    makeAgent(options),
+    Deadlines.make,
+    (agent, deadlines) => UndiciClient.make(agent, deadlines, { spanHeaders: options?.spanHeaders === true })
+  )
 
 /**
  * Provides `HttpClient`. The client is used as made: no per-request context

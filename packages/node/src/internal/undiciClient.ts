@@ -546,7 +546,12 @@ const isRedacted = (name: string, redactedNames: ReadonlyArray<string | RegExp>)
  * platform's (`HttpClient.make`), so a switch from its adapter changes no
  * trace.
  */
-export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDeadline.DeadlineClient => {
+export const make = (
+  dispatcher: Dispatcher,
+  deadlines: Deadlines,
+  options: { readonly spanHeaders: boolean }
+): TransportDeadline.DeadlineClient => {
+  const { spanHeaders } = options
   /** Dispatches and resumes with the response's head. */
   const dispatch = (
     request: HttpClientRequest.HttpClientRequest,
@@ -614,8 +619,8 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
         span.attribute("url.scheme", url.protocol.slice(0, -1))
         const query = url.search.slice(1)
         if (query !== "") span.attribute("url.query", query)
-        const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
-        headerAttributes(span, requestHeaderAttribute, request.headers, redactedNames)
+        const redactedNames = spanHeaders ? fiber.getFiberRef(Headers.currentRedactedNames) : []
+        if (spanHeaders) headerAttributes(span, requestHeaderAttribute, request.headers, redactedNames)
         const traced = fiber.getFiberRef(HttpClient.currentTracerPropagation)
           ? setEach(request, TraceContext.toHeaders(span))
           : request
@@ -625,7 +630,7 @@ export const make = (dispatcher: Dispatcher, deadlines: Deadlines): TransportDea
           if (Exit.isSuccess(exit)) {
             const response = exit.value
             span.attribute("http.response.status_code", response.status)
-            headerAttributes(span, responseHeaderAttribute, response.headers, redactedNames)
+            if (spanHeaders) headerAttributes(span, responseHeaderAttribute, response.headers, redactedNames)
           }
           span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
           return Effect.void
