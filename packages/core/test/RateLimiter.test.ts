@@ -253,6 +253,21 @@ describe("adaptive: RateLimit-* headers and metrics", () => {
       expect((yield* Metric.value(granted)).count - before).toBe(1)
       expect((yield* Metric.value(timeouts)).count).toBeGreaterThanOrEqual(1)
     }))
+
+  it.effect("a fixed bucket counts a 429 whether the attempt failed with it (ApiClient) or returned it (RateLimiter.limit on a plain client)", () =>
+    Effect.gen(function*() {
+      const limiter = yield* tokenBucket({ limit: 1000, window: "1 second", key: "429s-test" })
+      const limited = Metric.tagged(Metric.counter("sluice_ratelimiter_429s", { incremental: true }), "key", "429s-test")
+      const count = Effect.map(Metric.value(limited), (state) => state.count)
+      const answered = (outcome: RateLimiter.Outcome) => () => outcome
+      yield* limiter.run(Effect.succeed("a 429 response"), answered(rateLimited(1)))
+      expect(yield* count).toBe(1)
+      yield* Effect.flip(limiter.run(Effect.fail("a 429 error"), answered(rateLimited())))
+      expect(yield* count).toBe(2)
+      yield* limiter.run(Effect.succeed("a 200 response"), answered({ _tag: "Success", headers: {} }))
+      yield* Effect.flip(limiter.run(Effect.fail("a 503 error"), answered({ _tag: "Neutral" })))
+      expect(yield* count).toBe(2)
+    }))
 })
 
 describe("RateLimiter.limit on any HttpClient", () => {
