@@ -173,7 +173,7 @@ const makeAcquirer = (
  * uninterruptibly. A fixed bucket only counts 429s in a metric (a 429 may
  * come as a failure, from `ApiClient`, or as a response, through
  * `RateLimiter.limit` on a plain client): its report runs after the attempt
- * on either path, without the exit handler's uninterruptible region (three
+ * on either path, without the exit handler's uninterruptible region (five
  * runtime steps fewer per request; an interrupted attempt had no answer to
  * count).
  */
