@@ -12,8 +12,9 @@
  * The client is written on the agent's `dispatch` (not through
  * `@effect/platform-node`'s adapter, which cost about five times raw undici's
  * CPU per request: BENCHMARKS.md, scenario 1), with the platform's spans
- * (headers on them only with `spanHeaders`) and trace propagation. It is a `TransportDeadline.DeadlineClient`: `ApiClient`
- * hands it each attempt's deadline, and it fails the request there (queued
+ * (headers on them only with `spanHeaders`) and trace propagation. It is a
+ * `TransportDeadline.DeadlineClient`: `ApiClient` hands it each attempt's
+ * deadline, and it fails the request there (queued
  * for a socket, in flight or mid-body) instead of `ApiClient` racing every
  * attempt in a forked fiber. Deadlines are kept on the Effect `Clock` of the
  * scope the client is made in, so `TestClock` drives them in tests.
@@ -66,7 +67,7 @@ export interface Options {
    * `<redacted>`). Default `false`: OpenTelemetry's HTTP conventions make
    * header attributes opt-in, a secret in a header nobody registered as
    * redacted would reach every span exporter, and they were half of what a
-   * span cost per request (BENCHMARKS.md, scenario 1).
+   * span cost per request (BENCHMARKS.md, above scenario 1).
    */
   readonly spanHeaders?: boolean | undefined
 }

@@ -543,8 +543,8 @@ const isRedacted = (name: string, redactedNames: ReadonlyArray<string | RegExp>)
  * The client: `execute` sends with no deadline, `executeBefore` under one
  * and untraced (its caller traces the attempt: `TransportDeadline`).
  * `execute`'s spans, their attributes and trace propagation are the
- * platform's (`HttpClient.make`), so a switch from its adapter changes no
- * trace.
+ * platform's (`HttpClient.make`), except headers: they become attributes
+ * only with `spanHeaders` (then a switch from its adapter changes no trace).
  */
 export const make = (
   dispatcher: Dispatcher,
@@ -619,8 +619,9 @@ export const make = (
         span.attribute("url.scheme", url.protocol.slice(0, -1))
         const query = url.search.slice(1)
         if (query !== "") span.attribute("url.query", query)
-        const redactedNames = spanHeaders ? fiber.getFiberRef(Headers.currentRedactedNames) : []
-        if (spanHeaders) headerAttributes(span, requestHeaderAttribute, request.headers, redactedNames)
+        // Read only when headers are recorded (`spanHeaders`).
+        const redactedNames = spanHeaders ? fiber.getFiberRef(Headers.currentRedactedNames) : undefined
+        if (redactedNames) headerAttributes(span, requestHeaderAttribute, request.headers, redactedNames)
         const traced = fiber.getFiberRef(HttpClient.currentTracerPropagation)
           ? setEach(request, TraceContext.toHeaders(span))
           : request
@@ -630,7 +631,7 @@ export const make = (
           if (Exit.isSuccess(exit)) {
             const response = exit.value
             span.attribute("http.response.status_code", response.status)
-            if (spanHeaders) headerAttributes(span, responseHeaderAttribute, response.headers, redactedNames)
+            if (redactedNames) headerAttributes(span, responseHeaderAttribute, response.headers, redactedNames)
           }
           span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
           return Effect.void
