@@ -15,9 +15,10 @@ import * as Tracer from "effect/Tracer"
  * `withParentSpan`, a `provideService`, which reads the context, then sets and
  * restores it through `acquireUseRelease` (a second exit handler): about 26
  * runtime steps per request, a fifth of a request's own. Here the context is
- * set once, and one exit handler both restores it and ends the span, all
- * under one uninterruptible region (so an interruption between the two can
- * never leave the request's span as the parent of what comes after it).
+ * set once, and one exit handler both restores it and ends the span, in one
+ * step, all under one uninterruptible region (so an interruption between the
+ * two can never leave the request's span as the parent of what comes after
+ * it).
  *
  * `body` also gets the fiber, to read what it needs (trace propagation, say)
  * without a step of its own.
@@ -33,18 +34,18 @@ export const inSpan = <A, E, R>(
         const outer = fiber.getFiberRef(FiberRef.currentContext)
         const timing = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
         const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-        const end = (exit: Exit.Exit<unknown, unknown>) =>
-          Effect.zipRight(
-            FiberRef.set(FiberRef.currentContext, outer),
-            Effect.sync(() => {
-              if (span.status._tag !== "Ended") span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
-            })
-          )
+        // The span ends, and the caller's context comes back, in one step: `FiberRef.modify` runs
+        // its function synchronously where `FiberRef.set` then `Effect.sync` took five.
+        const end = <B>(exit: Exit.Exit<unknown, unknown>, value: B) =>
+          FiberRef.modify(FiberRef.currentContext, (): [B, Context.Context<never>] => {
+            if (span.status._tag !== "Ended") span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+            return [value, outer]
+          })
         return Effect.zipRight(
           FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)),
           Effect.matchCauseEffect(restore(body(span, fiber)), {
-            onFailure: (cause) => Effect.zipRight(end(Exit.failCause(cause)), Effect.failCause(cause)),
-            onSuccess: (a) => Effect.as(end(Exit.succeed(a)), a)
+            onFailure: (cause) => Effect.zipRight(end(Exit.failCause(cause), undefined), Effect.failCause(cause)),
+            onSuccess: (a) => end(Exit.succeed(a), a)
           })
         )
       })
