@@ -180,14 +180,14 @@ export const withAuth: {
               (response) => response.status === 401 ? Effect.fail(new Unauthorized(response)) : Effect.succeed(response)
             )
           })
-        return Effect.catchIf(
-          replayOnce(auth, attempt, { is: isUnauthorized, discard: (e) => Effect.ignore(e.response.arrayBuffer) }),
-          isUnauthorized,
-          (e) =>
+        return replayOnce(auth, attempt, {
+          is: isUnauthorized,
+          discard: (e) => Effect.ignore(e.response.arrayBuffer),
+          last: (e) =>
             auth.refreshable
               ? Effect.zipRight(Effect.ignore(e.response.arrayBuffer), Effect.fail(unauthorizedAfterRefresh(request.method, request.url)))
               : Effect.succeed(e.response)
-        )
+        })
       }),
     Effect.succeed
   ))

@@ -237,11 +237,11 @@ export const make = (
     /** The 401 rule (`unauthorized.ts`): a refused credential dropped, the attempt replayed once. */
     function withReplay(): Attempt {
       if (provider === undefined) return throughBreaker(noop)
-      // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
-      return Effect.mapError(
-        replayOnce(provider, throughBreaker, { is: isUnauthorized }),
-        (e) => isUnauthorized(e) ? AuthProviderModule.unauthorizedAfterRefresh(method, url) : e
-      )
+      return replayOnce(provider, throughBreaker, {
+        is: isUnauthorized,
+        // A 401 that was not replayed (the provider cannot refresh) or came again after the replay.
+        last: () => Effect.fail(AuthProviderModule.unauthorizedAfterRefresh(method, url))
+      })
     }
 
     /** The circuit breaker, before the limiter: an open circuit takes no permit and sends nothing. */

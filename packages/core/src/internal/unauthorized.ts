@@ -10,14 +10,25 @@
 import * as Effect from "effect/Effect"
 import type * as AuthProvider from "../AuthProvider.js"
 
-export const replayOnce = <A, E, R, U extends E>(
+export const replayOnce = <A, E, R, U extends E, A2, E2, R2>(
   provider: AuthProvider.Service,
   /** One attempt; it calls `use` with the credential it sends. */
   attempt: (use: (credential: AuthProvider.Credential) => void) => Effect.Effect<A, E, R>,
-  /** Whether the attempt's failure is a 401; `discard` frees what it holds (an unread body). */
-  unauthorized: { readonly is: (error: E) => error is U; readonly discard?: (error: U) => Effect.Effect<void> }
-): Effect.Effect<A, E, R> => {
-  if (!provider.refreshable) return attempt(noop)
+  unauthorized: {
+    /** Whether the attempt's failure is a 401. */
+    readonly is: (error: E) => error is U
+    /** Frees what a replayed 401 holds (an unread body). */
+    readonly discard?: (error: U) => Effect.Effect<void>
+    /**
+     * The 401 that is not replayed: the second one, or the first when the provider cannot
+     * refresh. Here rather than around the whole (one handler per request fewer).
+     */
+    readonly last: (error: U) => Effect.Effect<A2, E2, R2>
+  }
+): Effect.Effect<A | A2, Exclude<E, U> | E2, R | R2> => {
+  const once = (use: (credential: AuthProvider.Credential) => void) =>
+    Effect.catchIf(attempt(use), unauthorized.is, unauthorized.last)
+  if (!provider.refreshable) return once(noop)
   return Effect.suspend(() => {
     let used: AuthProvider.Credential | undefined
     return Effect.catchIf(attempt((credential) => {
@@ -25,7 +36,7 @@ export const replayOnce = <A, E, R, U extends E>(
     }), unauthorized.is, (error) =>
       Effect.zipRight(
         Effect.zipRight(unauthorized.discard?.(error) ?? Effect.void, used ? provider.rejected(used) : Effect.void),
-        attempt(noop)
+        once(noop)
       ))
   })
 }
